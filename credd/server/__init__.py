@@ -1,0 +1,1 @@
+"""credd's servers: pure request handlers (:mod:`credd.server.api`) and thin transports."""

@@ -1,0 +1,33 @@
+"""What the servers need from the daemon: one small interface, implemented by the manager."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from credd.models import Credentials, ProfileStatus
+
+
+class Backend(Protocol):
+    """The daemon as the request handlers see it. Every method may raise a ``CreddError``."""
+
+    def daemon_info(self) -> dict[str, Any]:
+        """``{"version", "pid", "started_at", "socket"}``: no secrets."""
+
+    def status(self) -> list[ProfileStatus]:
+        """One entry per managed profile, sorted by name."""
+
+    def credentials(self, profile: str) -> Credentials:
+        """Current credentials for ``profile``, fit to serve (comfortably before expiry).
+
+        May block a few seconds while a first fetch is in flight. Raises ``ProfileNotManaged``,
+        ``NeedsMfa`` (hint says what to run), ``NotReady`` or another ``CreddError``.
+        """
+
+    def push_mfa_code(self, profile: str, code: str) -> ProfileStatus:
+        """Use ``code`` now to refresh ``profile``'s MFA session; returns the new status.
+
+        Raises ``MfaCodeRejected``, ``MfaCodeReused``, ``UsageError`` (not 6 digits), ...
+        """
+
+    def refresh(self, profile: str) -> ProfileStatus:
+        """Refresh ``profile`` now (joining one already running) and wait for the outcome."""
