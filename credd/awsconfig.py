@@ -1,0 +1,271 @@
+"""Read ``~/.aws/config`` and ``~/.aws/credentials`` exactly as botocore does.
+
+botocore's own loader does the parsing (``botocore.session.Session.full_config``), so file
+locations (``AWS_CONFIG_FILE``, ``AWS_SHARED_CREDENTIALS_FILE``), ``[profile NAME]`` vs
+``[default]``, the merge of the credentials file into profiles, ``[services NAME]`` and
+``[sso-session NAME]`` sections are whatever botocore says they are.
+
+On top of that, this module turns the profiles that opted in (``credd = true``) into
+:class:`ManagedProfile` objects. A profile whose credd keys are wrong becomes a
+:class:`BrokenProfile` carrying a clear error: it is shown in ``status`` and never stops the
+others.
+
+The keys credd reads (documented in docs/configuration.md)::
+
+    credd                   true/false: manage this profile
+    credd_mfa_source        totp | process | person (default: process when mfa_process is set,
+                            else totp when a seed is stored, else person)
+    credd_session_duration  GetSessionToken duration: 12h, 90m, 3600 (900 s .. 36 h; default 12h)
+    credd_file_profile      section written into the credentials file (default NAME-credd; off)
+    mfa_serial              MFA device ARN (discovered with iam:ListMFADevices when absent)
+    mfa_process             command printing an MFA code (aws-vault's key)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from credd.errors import ConfigError, ProfileNotFound
+
+log = logging.getLogger(__name__)
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+MFA_SOURCES = ("totp", "process", "person")
+
+#: STS GetSessionToken bounds for IAM users (root is 900..3600, not supported by credd).
+SESSION_MIN = 900
+SESSION_MAX = 129_600
+SESSION_DEFAULT = 43_200
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+_SECTION_NAME = re.compile(r"^[A-Za-z0-9_.@+=,:/-]{1,128}$")
+
+
+def parse_duration(text: str) -> int:
+    """``"12h"``, ``"90m"``, ``"1h30m"``, ``"3600"`` or ``"3600s"`` -> seconds."""
+    value = text.strip().lower().replace(" ", "")
+    match = _DURATION.match(value)
+    if not value or not match or not any(match.groups()):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 12h, 90m or 3600)")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+@dataclass(frozen=True)
+class ManagedProfile:
+    """A profile credd manages, validated. Holds no secret."""
+
+    name: str
+    kind: str  # "session-token" (roles and SSO arrive with later issues)
+    mfa_serial: str | None
+    mfa_source: str | None  # None: decided at refresh time (process > stored seed > person)
+    mfa_process: str | None
+    duration_seconds: int
+    file_profile: str | None
+    region: str | None
+    has_file_keys: bool  # long-term keys present in the files (the keyring is preferred)
+    raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class BrokenProfile:
+    """A profile that opted in but whose settings are wrong."""
+
+    name: str
+    error: ConfigError
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """What credd knows about the AWS files at one moment."""
+
+    profiles: Mapping[str, Mapping[str, Any]]
+    managed: Mapping[str, ManagedProfile]
+    broken: Mapping[str, BrokenProfile]
+
+    def require_profile(self, name: str) -> Mapping[str, Any]:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise ProfileNotFound(
+                f"no profile named {name!r} in the AWS config or credentials file",
+                hint=f"add [profile {name}] to the AWS config, or credd enable {name} --create",
+            ) from None
+
+
+def _kind(name: str, raw: Mapping[str, Any]) -> str:
+    if "role_arn" in raw:
+        raise ConfigError(
+            f"profile {name!r} assumes a role; this credd manages IAM-user MFA sessions only",
+            hint="role profiles arrive with the roles release; disable it: credd disable " + name,
+        )
+    if "sso_session" in raw or "sso_start_url" in raw:
+        raise ConfigError(
+            f"profile {name!r} is an SSO profile; this credd version manages IAM-user MFA sessions",
+            hint="SSO profiles arrive with the SSO release; disable it: credd disable " + name,
+        )
+    return "session-token"
+
+
+def _profile(name: str, raw: Mapping[str, Any]) -> ManagedProfile:
+    kind = _kind(name, raw)
+
+    source = raw.get("credd_mfa_source")
+    if source is not None:
+        source = str(source).strip().lower()
+        if source not in MFA_SOURCES:
+            raise ConfigError(
+                f"profile {name!r}: credd_mfa_source = {source!r} is not one of "
+                + ", ".join(MFA_SOURCES),
+                hint="fix credd_mfa_source in the AWS config",
+            )
+    mfa_process = raw.get("mfa_process")
+    if source == "process" and not mfa_process:
+        raise ConfigError(
+            f"profile {name!r}: credd_mfa_source = process but no mfa_process command is set",
+            hint="add mfa_process = COMMAND (it must print the current code)",
+        )
+
+    duration = SESSION_DEFAULT
+    if "credd_session_duration" in raw:
+        text = str(raw["credd_session_duration"])
+        try:
+            duration = parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(f"profile {name!r}: credd_session_duration: {exc}") from None
+        if not SESSION_MIN <= duration <= SESSION_MAX:
+            raise ConfigError(
+                f"profile {name!r}: credd_session_duration = {text} is {duration} s; STS allows "
+                f"{SESSION_MIN} s (15 min) to {SESSION_MAX} s (36 h) for GetSessionToken",
+                hint="set credd_session_duration between 15m and 36h",
+            )
+
+    file_profile: str | None = f"{name}-credd"
+    if "credd_file_profile" in raw:
+        value = str(raw["credd_file_profile"]).strip()
+        if value.lower() in FALSE | {"none", ""}:
+            file_profile = None
+        elif not _SECTION_NAME.match(value) or value == name:
+            raise ConfigError(
+                f"profile {name!r}: credd_file_profile = {value!r} is not a usable section name"
+                + (" (it must differ from the profile itself)" if value == name else ""),
+                hint="use letters, digits and -_.@ (e.g. work-session), or off",
+            )
+        else:
+            file_profile = value
+
+    serial = raw.get("mfa_serial")
+    if serial is not None:
+        serial = str(serial).strip()
+        if not serial.startswith("arn:") and not re.fullmatch(r"[A-Z0-9]{9,64}", serial):
+            raise ConfigError(
+                f"profile {name!r}: mfa_serial = {serial!r} is neither an ARN nor a device serial",
+                hint="copy the device ARN from IAM, or remove mfa_serial to discover it",
+            )
+
+    return ManagedProfile(
+        name=name,
+        kind=kind,
+        mfa_serial=serial or None,
+        mfa_source=source,
+        mfa_process=str(mfa_process) if mfa_process else None,
+        duration_seconds=duration,
+        file_profile=file_profile,
+        region=str(raw["region"]) if raw.get("region") else None,
+        has_file_keys=bool(raw.get("aws_access_key_id") and raw.get("aws_secret_access_key")),
+        raw={k: str(v) for k, v in raw.items() if isinstance(v, str)},
+    )
+
+
+def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
+    """Load both AWS files through botocore and validate every opted-in profile.
+
+    Raises ``ConfigError`` only when botocore itself cannot parse a file (then botocore-based
+    tools fail too); a wrong credd key in one profile marks just that profile broken.
+    """
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session()
+    if environ is not None:
+        # botocore reads these two from os.environ; mirror them for an injected environment.
+        for var, key in (
+            ("AWS_CONFIG_FILE", "config_file"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
+        ):
+            if var in environ:
+                session.set_config_variable(key, environ[var])
+    try:
+        full = session.full_config
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(
+            f"the AWS config cannot be parsed: {exc}",
+            hint="fix the file (aws configure list shows the same error)",
+        ) from None
+
+    profiles: dict[str, Mapping[str, Any]] = dict(full.get("profiles", {}))
+    managed: dict[str, ManagedProfile] = {}
+    broken: dict[str, BrokenProfile] = {}
+    for name, raw in sorted(profiles.items()):
+        flag = raw.get("credd")
+        if flag is None:
+            continue
+        try:
+            if not parse_bool(str(flag)):
+                continue
+        except ValueError as exc:
+            broken[name] = BrokenProfile(name, ConfigError(f"profile {name!r}: credd: {exc}"))
+            continue
+        try:
+            managed[name] = _profile(name, raw)
+        except ConfigError as exc:
+            log.warning("profile %s is not usable: %s", name, exc.message)
+            broken[name] = BrokenProfile(name, exc)
+    _check_file_profiles(managed, profiles, broken)
+    return AwsConfig(profiles=profiles, managed=managed, broken=broken)
+
+
+def _check_file_profiles(
+    managed: dict[str, ManagedProfile],
+    profiles: Mapping[str, Mapping[str, Any]],
+    broken: dict[str, BrokenProfile],
+) -> None:
+    """Two managed profiles must not write the same section, nor a managed profile's own."""
+    seen: dict[str, str] = {}
+    for name, prof in list(managed.items()):
+        target = prof.file_profile
+        if target is None:
+            continue
+        clash = seen.get(target) or (target if target in managed else None)
+        if clash:
+            broken[name] = BrokenProfile(
+                name,
+                ConfigError(
+                    f"profile {name!r}: credd_file_profile {target!r} is also used by {clash!r}",
+                    hint="give each managed profile its own credd_file_profile",
+                ),
+            )
+            del managed[name]
+            continue
+        seen[target] = name
+
+
+def profile_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The profile named by ``AWS_PROFILE`` (botocore's rule), if any."""
+    env = os.environ if environ is None else environ
+    return env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or None

@@ -1,0 +1,186 @@
+"""When to refresh, and the machinery that runs a job at a time.
+
+:class:`RefreshPolicy` is pure arithmetic on an injected clock's times: when to refresh a
+session ahead of expiry (with jitter), how long to back off after a failure, and whether held
+credentials may still be served. :class:`ApsScheduler` runs jobs with APScheduler (the only module
+that imports it); :class:`ManualScheduler` runs them on a :class:`~credd.clock.FakeClock`, so tests
+cover days of refreshes in milliseconds.
+
+The windows that matter (botocore ``RefreshableCredentials``): with less than 15 min left every SDK
+call tries a refresh, with less than 10 min every call blocks on one. So an unattended refresh
+happens at least ``min_lead`` (20 min) before expiry and credentials served always have more than
+15 min left; a refresh that needs a person is asked for ``person_lead`` (1 h) ahead, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from credd.clock import UTC, FakeClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    min_lead: timedelta = timedelta(minutes=20)
+    max_lead: timedelta = timedelta(hours=1)
+    person_lead: timedelta = timedelta(hours=1)
+    jitter: float = 0.1  # refresh up to this fraction of the lead earlier, never later
+    backoff_base: timedelta = timedelta(seconds=5)
+    backoff_cap: timedelta = timedelta(minutes=5)
+    serve_floor: timedelta = timedelta(seconds=60)
+    mfa_retries: int = 1  # an unattended code AWS rejected is retried once, at the next step
+
+    def lead(self, lifetime: timedelta, *, unattended: bool) -> timedelta:
+        """How long before expiry to refresh a session of ``lifetime``."""
+        if lifetime <= timedelta(0):
+            return timedelta(0)
+        if not unattended:
+            return min(self.person_lead, lifetime / 2)
+        return min(max(lifetime / 4, self.min_lead), self.max_lead, lifetime / 2)
+
+    def refresh_at(
+        self,
+        issued: datetime,
+        expires: datetime,
+        *,
+        unattended: bool,
+        rng: random.Random | None = None,
+    ) -> datetime:
+        """When to refresh a session issued at ``issued`` that expires at ``expires``."""
+        lead = self.lead(expires - issued, unattended=unattended)
+        spread = (rng or random).random() * self.jitter if unattended else 0.0
+        return expires - lead * (1 + spread)
+
+    def backoff(self, failures: int, *, rng: random.Random | None = None) -> timedelta:
+        """Delay before retry ``failures`` (1-based): exponential, capped, half of it jittered."""
+        exp = self.backoff_base * (2 ** min(max(failures - 1, 0), 16))
+        delay = min(exp, self.backoff_cap)
+        return delay / 2 + delay / 2 * (rng or random).random()
+
+    def servable(self, expires: datetime | None, now: datetime) -> bool:
+        """Whether credentials expiring at ``expires`` may still be handed out at ``now``."""
+        return expires is None or expires - now > self.serve_floor
+
+
+class Scheduler(Protocol):
+    """Runs a callable once at a time; one pending job per key (a new one replaces it)."""
+
+    def schedule(self, key: str, at: datetime, fn: Callable[[], None]) -> None: ...
+
+    def cancel(self, key: str) -> None: ...
+
+    def start(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class ApsScheduler:
+    """APScheduler 3.x ``BackgroundScheduler``: date triggers, a small thread pool."""
+
+    def __init__(self, *, workers: int = 4) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self._scheduler: Any = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    def schedule(self, key: str, at: datetime, fn: Callable[[], None]) -> None:
+        self._scheduler.add_job(
+            fn, trigger="date", run_date=at, id=key, replace_existing=True, name=key
+        )
+
+    def cancel(self, key: str) -> None:
+        from apscheduler.jobstores.base import JobLookupError
+
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(key)
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+
+
+class ManualScheduler:
+    """Runs due jobs on a :class:`FakeClock` when told to. For tests and simulations."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._jobs: dict[str, tuple[datetime, int, Callable[[], None]]] = {}
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self.ran: list[tuple[datetime, str]] = []
+
+    def schedule(self, key: str, at: datetime, fn: Callable[[], None]) -> None:
+        with self._lock:
+            seq = next(self._seq)
+            self._jobs[key] = (at, seq, fn)
+            heapq.heappush(self._heap, (at, seq, key))
+
+    def cancel(self, key: str) -> None:
+        with self._lock:
+            self._jobs.pop(key, None)
+
+    def start(self) -> None:
+        """Nothing runs until :meth:`run_until` is called."""
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+            self._heap.clear()
+
+    def pending(self) -> dict[str, datetime]:
+        with self._lock:
+            return {key: at for key, (at, _seq, _fn) in self._jobs.items()}
+
+    def _pop_due(self, until: datetime) -> tuple[datetime, str, Callable[[], None]] | None:
+        with self._lock:
+            while self._heap:
+                at, seq, key = self._heap[0]
+                job = self._jobs.get(key)
+                if job is None or job[1] != seq:
+                    heapq.heappop(self._heap)  # cancelled or replaced
+                    continue
+                if at > until:
+                    return None
+                heapq.heappop(self._heap)
+                del self._jobs[key]
+                return at, key, job[2]
+        return None
+
+    def run_until(self, until: datetime) -> int:
+        """Advance the clock job by job up to ``until``, running each job when due."""
+        count = 0
+        while True:
+            job = self._pop_due(until)
+            if job is None:
+                break
+            at, key, fn = job
+            if at > self.clock.now():
+                self.clock.set(at)
+            self.ran.append((self.clock.now(), key))
+            fn()
+            count += 1
+        if until > self.clock.now():
+            self.clock.set(until)
+        return count
+
+    def run_for(self, seconds: float) -> int:
+        return self.run_until(self.clock.now() + timedelta(seconds=seconds))
