@@ -122,7 +122,15 @@ def _kind(name: str, raw: Mapping[str, Any]) -> str:
     return "session-token"
 
 
-def _profile(name: str, raw: Mapping[str, Any]) -> ManagedProfile:
+def session_minimum(environ: Mapping[str, str]) -> int:
+    """900 s, AWS's bound; ``CREDD_SANDBOX_MIN_SESSION`` lowers it for the sandbox and demo only."""
+    value = environ.get("CREDD_SANDBOX_MIN_SESSION", "")
+    if value.isdigit() and 0 < int(value) < SESSION_MIN:
+        return int(value)
+    return SESSION_MIN
+
+
+def _profile(name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN) -> ManagedProfile:
     kind = _kind(name, raw)
 
     source = raw.get("credd_mfa_source")
@@ -148,10 +156,10 @@ def _profile(name: str, raw: Mapping[str, Any]) -> ManagedProfile:
             duration = parse_duration(text)
         except ValueError as exc:
             raise ConfigError(f"profile {name!r}: credd_session_duration: {exc}") from None
-        if not SESSION_MIN <= duration <= SESSION_MAX:
+        if not minimum <= duration <= SESSION_MAX:
             raise ConfigError(
                 f"profile {name!r}: credd_session_duration = {text} is {duration} s; STS allows "
-                f"{SESSION_MIN} s (15 min) to {SESSION_MAX} s (36 h) for GetSessionToken",
+                f"{minimum} s (15 min) to {SESSION_MAX} s (36 h) for GetSessionToken",
                 hint="set credd_session_duration between 15m and 36h",
             )
 
@@ -201,6 +209,8 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
     import botocore.exceptions
     import botocore.session
 
+    env = os.environ if environ is None else environ
+    minimum = session_minimum(env)
     session = botocore.session.Session()
     if environ is not None:
         # botocore reads these two from os.environ; mirror them for an injected environment.
@@ -232,7 +242,7 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
             broken[name] = BrokenProfile(name, ConfigError(f"profile {name!r}: credd: {exc}"))
             continue
         try:
-            managed[name] = _profile(name, raw)
+            managed[name] = _profile(name, raw, minimum)
         except ConfigError as exc:
             log.warning("profile %s is not usable: %s", name, exc.message)
             broken[name] = BrokenProfile(name, exc)
@@ -245,24 +255,30 @@ def _check_file_profiles(
     profiles: Mapping[str, Mapping[str, Any]],
     broken: dict[str, BrokenProfile],
 ) -> None:
-    """Two managed profiles must not write the same section, nor a managed profile's own."""
-    seen: dict[str, str] = {}
-    for name, prof in list(managed.items()):
+    """Two managed profiles must not write the same section, nor a managed profile's own.
+
+    A profile using the default section name (``NAME-credd``) keeps it; a profile that chose
+    an already claimed name explicitly is the one marked broken.
+    """
+    claimed: dict[str, str] = {}
+    ordered = sorted(managed.values(), key=lambda p: "credd_file_profile" in p.raw)
+    for prof in ordered:
         target = prof.file_profile
         if target is None:
             continue
-        clash = seen.get(target) or (target if target in managed else None)
+        clash = claimed.get(target) or (target if target in managed else None)
         if clash:
-            broken[name] = BrokenProfile(
-                name,
+            broken[prof.name] = BrokenProfile(
+                prof.name,
                 ConfigError(
-                    f"profile {name!r}: credd_file_profile {target!r} is also used by {clash!r}",
+                    f"profile {prof.name!r}: credd_file_profile {target!r} is also used by "
+                    f"{clash!r}",
                     hint="give each managed profile its own credd_file_profile",
                 ),
             )
-            del managed[name]
+            del managed[prof.name]
             continue
-        seen[target] = name
+        claimed[target] = prof.name
 
 
 def profile_from_env(environ: Mapping[str, str] | None = None) -> str | None:

@@ -1,0 +1,40 @@
+# credd — see README.md. `make demo` and `make test` work on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench deps venv clean
+
+$(VENV)/.installed: pyproject.toml
+	@scripts/system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+deps:
+	@scripts/system-deps
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m credd.demo
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check credd tests bench
+	$(BIN)/ruff format --check credd
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+unit: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not integration"
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,330 @@
+"""Every ``credd`` command but ``get`` (see :mod:`credd.cli`), built on argparse.
+
+Each command is a plain function taking the parsed arguments and returning an exit code; a
+``CreddError`` becomes a one-line message on stderr and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from credd import __version__
+from credd.errors import CreddError, DaemonUnavailable, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from credd.client import Client
+
+    return Client(args.socket)
+
+
+def _profile_arg(args: argparse.Namespace) -> str:
+    from credd.awsconfig import profile_from_env
+
+    name = args.profile or profile_from_env()
+    if not name:
+        raise UsageError("which profile?", hint="name it, or set AWS_PROFILE")
+    return str(name)
+
+
+# -- daemon ---------------------------------------------------------------------------------
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from credd.daemon import run
+    from credd.paths import socket_path
+
+    return run(socket_path(override=args.socket), log_level=args.log_level)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def _human(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    s = abs(seconds)
+    if s >= 3600:
+        return f"{sign}{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{sign}{s // 60}m{s % 60:02d}s"
+    return f"{sign}{s}s"
+
+
+def profile_ok(p: dict[str, Any]) -> bool:
+    """A profile counts as fresh when it holds credentials fit to serve and is not parked."""
+    left = p.get("expires_in_seconds")
+    has_time = left is not None and left > 60
+    return bool(p.get("state") == "fresh" or (p.get("state") == "refreshing" and has_time))
+
+
+def render_status(status: dict[str, Any], out: TextIO) -> None:
+    rows = [("PROFILE", "KIND", "STATE", "EXPIRES IN", "NEXT REFRESH", "WAITING FOR")]
+    for p in status["profiles"]:
+        waiting = p.get("waiting_for") or ""
+        if p.get("error") and not waiting:
+            waiting = p["error"].get("hint") or p["error"].get("message", "")
+        rows.append(
+            (
+                p["name"],
+                p["kind"],
+                p["state"],
+                _human(p.get("expires_in_seconds")),
+                _human(p.get("next_refresh_in_seconds")),
+                waiting,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        out.write(
+            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=False)) + "  " + r[5] + "\n"
+        )
+    for p in status["profiles"]:
+        if p.get("error"):
+            out.write(f"\n{p['name']}: {p['error']['message']}\n")
+    daemon = status.get("daemon", {})
+    out.write(f"\ncredd {daemon.get('version', '?')}, pid {daemon.get('pid', '?')}\n")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        status = _client(args).status()
+    except DaemonUnavailable as exc:
+        if args.json:
+            json.dump(
+                {"version": 1, "daemon": None, "profiles": [], "error": exc.to_json()},
+                sys.stdout,
+                indent=2,
+            )
+            sys.stdout.write("\n")
+        raise
+    if args.profile:
+        status["profiles"] = [p for p in status["profiles"] if p["name"] == args.profile]
+        if not status["profiles"]:
+            raise UsageError(
+                f"credd does not manage {args.profile!r}",
+                hint=f"enable it: credd enable {args.profile}",
+            )
+    if args.json:
+        json.dump(status, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_status(status, sys.stdout)
+    return 0 if all(profile_ok(p) for p in status["profiles"]) else 1
+
+
+# -- mfa / refresh --------------------------------------------------------------------------
+
+
+def _read_code(args: argparse.Namespace) -> str:
+    if args.code:
+        return str(args.code)
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().strip()
+        if line:
+            return line
+        raise UsageError(
+            "no MFA code given", hint="credd mfa PROFILE CODE, or type it at the prompt"
+        )
+    return input(f"MFA code for {args.profile or 'the profile'}: ").strip()
+
+
+def cmd_mfa(args: argparse.Namespace) -> int:
+    from credd.mfa import check_code
+
+    profile = _profile_arg(args)
+    code = check_code(_read_code(args))
+    result = _client(args).push_mfa(profile, code)
+    p = result["profile"]
+    print(f"{profile}: {p['state']}, expires in {_human(p.get('expires_in_seconds'))}")
+    return 0 if profile_ok(p) else 1
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    profile = _profile_arg(args)
+    p = _client(args).refresh(profile)["profile"]
+    line = f"{profile}: {p['state']}, expires in {_human(p.get('expires_in_seconds'))}"
+    if p.get("waiting_for"):
+        line += f"; waiting for {p['waiting_for']}"
+    elif p.get("error"):
+        line += f"; {p['error']['message']}"
+    print(line)
+    return 0 if profile_ok(p) else 1
+
+
+# -- enable / disable -----------------------------------------------------------------------
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    from credd.config_edit import enable_profile
+
+    settings: dict[str, str] = {}
+    if args.mfa_source:
+        settings["credd_mfa_source"] = args.mfa_source
+    if args.duration:
+        from credd.awsconfig import SESSION_MAX, SESSION_MIN, parse_duration
+
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not SESSION_MIN <= seconds <= SESSION_MAX:
+            raise UsageError(f"--duration must be between 15m and 36h, not {args.duration}")
+        settings["credd_session_duration"] = args.duration
+    if args.file_profile:
+        settings["credd_file_profile"] = args.file_profile
+    if args.mfa_serial:
+        settings["mfa_serial"] = args.mfa_serial
+    if args.mfa_process:
+        settings["mfa_process"] = args.mfa_process
+    path = enable_profile(args.profile, settings, create=args.create)
+    print(f"{args.profile}: managed by credd ({path}); reload a running daemon: kill -HUP <pid>")
+    return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    from credd.config_edit import disable_profile
+
+    changed = disable_profile(args.profile)
+    print(f"{args.profile}: " + ("no longer managed by credd" if changed else "was not managed"))
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"credd {__version__}")
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="credd",
+        description="Keeps AWS session credentials fresh and serves them to every program.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help_text: str, *, socket: bool = True) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if socket:
+            p.add_argument(
+                "--socket",
+                metavar="PATH",
+                help="the daemon's socket (default: $CREDD_SOCKET, else "
+                "$XDG_RUNTIME_DIR/credd/credd.sock)",
+            )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("daemon", cmd_daemon, "run the daemon in the foreground (stops on SIGTERM/SIGINT)")
+    p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING, ERROR")
+
+    p = add("status", cmd_status, "show every managed profile; exit 0 only when all are fresh")
+    p.add_argument("profile", nargs="?", metavar="PROFILE", help="show only this profile")
+    p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+
+    p = add("get", cmd_get_help, "print credentials for PROFILE (what credential_process runs)")
+    p.add_argument("profile", metavar="PROFILE", help="a profile credd manages")
+    p.add_argument(
+        "--format",
+        choices=("json", "env"),
+        default="json",
+        help="json: the credential_process shape (default); env: export lines",
+    )
+
+    p = add(
+        "mfa", cmd_mfa, "give the daemon an MFA code for PROFILE (prompts when CODE is omitted)"
+    )
+    p.add_argument(
+        "profile", nargs="?", metavar="PROFILE", help="the profile (default: $AWS_PROFILE)"
+    )
+    p.add_argument("code", nargs="?", metavar="CODE", help="the six-digit code your device shows")
+
+    p = add("refresh", cmd_refresh, "refresh PROFILE now and show the outcome")
+    p.add_argument(
+        "profile", nargs="?", metavar="PROFILE", help="the profile (default: $AWS_PROFILE)"
+    )
+
+    p = add(
+        "enable",
+        cmd_enable,
+        "let credd manage PROFILE (edits the AWS config, keeps comments)",
+        socket=False,
+    )
+    p.add_argument("profile", metavar="PROFILE", help="the profile to manage")
+    p.add_argument(
+        "--mfa-source",
+        choices=("totp", "process", "person"),
+        help="where MFA codes come from (default: decided automatically)",
+    )
+    p.add_argument("--duration", metavar="DURATION", help="session length, e.g. 12h (15m..36h)")
+    p.add_argument(
+        "--file-profile",
+        metavar="NAME",
+        help="section written to the credentials file (default PROFILE-credd; off)",
+    )
+    p.add_argument("--mfa-serial", metavar="ARN", help="the MFA device (default: discovered)")
+    p.add_argument("--mfa-process", metavar="COMMAND", help="a command that prints the MFA code")
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="create [profile PROFILE] in the config if it does not exist",
+    )
+
+    p = add(
+        "disable",
+        cmd_disable,
+        "stop managing PROFILE (keeps its other credd settings)",
+        socket=False,
+    )
+    p.add_argument("profile", metavar="PROFILE", help="the profile")
+
+    from credd.cli_secrets import register
+
+    register(sub)
+
+    add("version", cmd_version, "print credd's version", socket=False)
+    return parser
+
+
+def cmd_get_help(args: argparse.Namespace) -> int:
+    """Only reached through ``credd.commands.run``; ``credd get`` normally takes the fast path."""
+    from credd.getcmd import main as get_main
+
+    argv = [args.profile, "--format", args.format]
+    if args.socket:
+        argv += ["--socket", args.socket]
+    return get_main(argv)
+
+
+def run(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    try:
+        return int(args.handler(args))
+    except CreddError as exc:
+        sys.stderr.write(f"credd: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("credd: interrupted\n")
+        return 130
+
+
+def command_names() -> list[str]:
+    """Every command, for the docs test."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    return []
+
+
+__all__ = ["build_parser", "command_names", "run"]

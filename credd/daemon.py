@@ -1,0 +1,180 @@
+"""Wiring: AWS config -> sources -> manager + scheduler + credentials file + socket server.
+
+``run()`` is ``credd daemon``: it serves until SIGTERM or SIGINT, then shuts down cleanly
+(stops accepting, finishes in-flight requests, stops the scheduler). SIGHUP rereads the AWS
+config without dropping sessions of unchanged profiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+from credd import awsconfig
+from credd.awsclients import ClientFactory
+from credd.clock import Clock, SystemClock
+from credd.errors import CreddError, SecretStoreError
+from credd.manager import Manager
+from credd.mfa import CodeLedger
+from credd.refresher import ApsScheduler, RefreshPolicy
+from credd.secrets import SecretStore
+from credd.server.api import Api
+from credd.server.unix import UnixServer
+from credd.sources import Source, build_source
+from credd.writers import CredentialsFileWriter
+
+log = logging.getLogger(__name__)
+
+# Anything shaped like a secret access key (40 chars) or a session token (100+ chars of base64)
+# is masked in every log line, whatever logged it: a second line of defence behind masked reprs.
+_SECRETISH = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40,}(?![A-Za-z0-9/+=])")
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secret-shaped strings in log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRETISH.sub("[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def setup_logging(level: str | None = None) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or os.environ.get("CREDD_LOG_LEVEL") or "INFO").upper())
+    for noisy in ("botocore", "urllib3", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Daemon:
+    """The running daemon's parts, built from the environment; ``serve()`` blocks."""
+
+    def __init__(
+        self,
+        socket: Path,
+        *,
+        clock: Clock | None = None,
+        policy: RefreshPolicy | None = None,
+        secrets: SecretStore | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.socket = socket
+        self.clock = clock or SystemClock()
+        self.environ = os.environ if environ is None else environ
+        self.secrets = secrets or SecretStore()
+        self.clients = ClientFactory()
+        self.ledger = CodeLedger(self.clock)
+        self.scheduler = ApsScheduler()
+        self.manager = Manager(
+            source_factory=self._source,
+            scheduler=self.scheduler,
+            clock=self.clock,
+            writer=CredentialsFileWriter(),
+            policy=policy,
+            socket_path=str(socket),
+        )
+        self.server = UnixServer(socket, Api(self.manager, self.clock))
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+
+    def _source(self, profile: awsconfig.ManagedProfile) -> Source:
+        return build_source(
+            profile,
+            secrets=self.secrets,
+            clients=self.clients,
+            ledger=self.ledger,
+            clock=self.clock,
+        )
+
+    def reload(self) -> None:
+        """Reread the AWS files; keep sessions of profiles whose settings did not change."""
+        try:
+            config = awsconfig.load(self.environ)
+        except CreddError as exc:
+            log.error("config not reloaded, keeping the previous one: %s", exc)
+            return
+        self.clients.forget()
+        self.manager.load(config)
+        log.info("config reloaded: %d managed profiles", len(config.managed) + len(config.broken))
+
+    def start(self) -> None:
+        config = awsconfig.load(self.environ)
+        try:
+            self.secrets.check()
+        except SecretStoreError as exc:
+            # Profiles with keys in the files and mfa_process can still work: say it, go on.
+            log.warning("secret store not usable: %s", exc)
+        self.manager.load(config)
+        self.server.start()
+        self.scheduler.start()
+        self.manager.start()
+        log.info(
+            "credd %s ready on %s: %d managed profiles (%d with config errors)",
+            self.manager.daemon_info()["version"],
+            self.socket,
+            len(config.managed) + len(config.broken),
+            len(config.broken),
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def serve(self) -> None:
+        """Block until :meth:`stop` (or a signal), handling reloads; then shut down."""
+        try:
+            while not self._stop.is_set():
+                self._stop.wait(0.5)
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        log.info("credd stopping")
+        self.server.stop()
+        self.manager.stop()
+        self.scheduler.shutdown()
+        log.info("credd stopped")
+
+    def install_signal_handlers(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            self._stop.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+def run(socket: Path, *, log_level: str | None = None) -> int:
+    """``credd daemon``: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+    setup_logging(log_level)
+    daemon = Daemon(socket)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except CreddError as exc:
+        log.error("credd cannot start: %s", exc)
+        try:
+            daemon.shutdown()
+        except Exception:
+            log.debug("shutdown after failed start also failed", exc_info=True)
+        return exc.exit_code
+    daemon.serve()
+    return 0
