@@ -267,9 +267,10 @@ class RequestTooLarge(RequestError):
 
 def _all_subclasses(cls: type[CreddError]) -> list[type[CreddError]]:
     out: list[type[CreddError]] = []
-    for sub in cls.__subclasses__():
-        out.append(sub)
-        out.extend(_all_subclasses(sub))
+    for sub in type.__subclasses__(cls):
+        if isinstance(sub, type) and issubclass(sub, CreddError):
+            out.append(sub)
+            out.extend(_all_subclasses(sub))
     return out
 
 
