@@ -267,16 +267,14 @@ class RequestTooLarge(RequestError):
 
 def _all_subclasses(cls: type[CreddError]) -> list[type[CreddError]]:
     out: list[type[CreddError]] = []
-    for sub in type.__subclasses__(cls):
-        if isinstance(sub, type) and issubclass(sub, CreddError):
-            out.append(sub)
-            out.extend(_all_subclasses(sub))
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
     return out
 
 
-BY_CODE: dict[str, type[CreddError]] = {
-    c.code: c for c in [CreddError, *_all_subclasses(CreddError)]
-}
+_CLASSES: list[type[CreddError]] = [CreddError, *_all_subclasses(CreddError)]
+BY_CODE: dict[str, type[CreddError]] = {c.code: c for c in _CLASSES}
 
 
 def from_json(body: dict[str, Any]) -> CreddError:

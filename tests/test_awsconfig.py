@@ -108,7 +108,9 @@ def test_broken_profiles_are_reported_one_by_one(files: Path, name: str, match: 
         raise cfg.broken[name].error
 
 
-def test_env_vars_name_the_files(files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_vars_name_the_files(
+    files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "elsewhere.ini"
     other.write_text("[profile x]\ncredd = on\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(other))

@@ -278,9 +278,7 @@ def test_reload_keeps_unchanged_sessions_and_drops_removed(clock: FakeClock) -> 
     sources["c"] = c  # the factory looks sources up when the new config arrives
     sched.run_for(1)
     held = manager.credentials("a")
-    manager.load(
-        AwsConfig(profiles={}, managed={n: profile(n) for n in ("a", "c")}, broken={})
-    )
+    manager.load(AwsConfig(profiles={}, managed={n: profile(n) for n in ("a", "c")}, broken={}))
     sched.run_for(1)
     assert [s.name for s in manager.status()] == ["a", "c"]
     assert manager.credentials("a") == held and a.calls == 1
