@@ -309,7 +309,8 @@ def run(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     try:
-        return int(args.handler(args))
+        handler = getattr(args, "handler", None) or args.func
+        return int(handler(args))
     except CreddError as exc:
         sys.stderr.write(f"credd: {exc}\n")
         return exc.exit_code

@@ -73,7 +73,8 @@ class Daemon:
         self.socket = socket
         self.clock = clock or SystemClock()
         self.environ = os.environ if environ is None else environ
-        self.secrets = secrets or SecretStore()
+        # A daemon nobody watches must never raise an unlock prompt: a locked keyring is reported.
+        self.secrets = secrets or SecretStore(allow_prompt=False)
         self.clients = ClientFactory()
         self.ledger = CodeLedger(self.clock)
         self.scheduler = ApsScheduler()

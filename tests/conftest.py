@@ -26,7 +26,11 @@ pytest_plugins = [
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Scrub AWS/credd variables; give the test a private HOME and XDG dirs."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "CREDD_", "XDG_", "BOTO_")) or name in {"HOME"}:
+        if name.startswith(("AWS_", "CREDD_", "XDG_", "BOTO_")) or name in {
+            "HOME",
+            "DBUS_SESSION_BUS_ADDRESS",  # never reach the developer's real keyring
+            "PYTHON_KEYRING_BACKEND",
+        }:
             monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()

@@ -1,0 +1,327 @@
+"""``credd keys``, ``credd totp`` and ``credd secrets``: put secrets into the keyring.
+
+:func:`register` adds the subcommands to the main parser. Each sets ``func`` on the parsed
+arguments: ``args.func(args)`` runs it and returns the exit code. Secrets are read from a prompt
+(the secret part without echo) or, with ``--stdin``, from standard input; never from argv.
+Errors print one line on stderr and return the error's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass as _getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from credd.errors import ConfigError, CreddError, ProfileNotFound, UsageError
+from credd.secrets import SecretStore, validate_access_key_id, validate_long_term_keys
+
+MAX_STDIN = 64 * 1024
+
+
+@dataclass
+class Io:
+    """Where a command reads and writes, and how it gets its SecretStore (test seams).
+
+    ``prompt`` asks for a visible line (default: write to ``stderr``, read from ``stdin``);
+    ``getpass`` asks without echo (default: :func:`getpass.getpass`, which uses the terminal).
+    """
+
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    prompt: Callable[[str], str] | None = None
+    getpass: Callable[[str], str] = _getpass.getpass
+    store_factory: Callable[[], SecretStore] = SecretStore
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def ask(self, text: str) -> str:
+        if self.prompt is not None:
+            return self.prompt(text)
+        self.stderr.write(text)
+        self.stderr.flush()
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\r\n")
+
+
+Handler = Callable[..., int]
+
+
+def _guarded(fn: Callable[[argparse.Namespace, Io], int]) -> Handler:
+    """Turn a command body into a handler: default Io, errors -> one line + exit code."""
+
+    def handler(args: argparse.Namespace, io: Io | None = None) -> int:
+        io = io or Io()
+        try:
+            return fn(args, io)
+        except CreddError as exc:
+            io.stderr.write(f"credd: {exc}\n")
+            return exc.exit_code
+        except (EOFError, KeyboardInterrupt):
+            io.stderr.write("credd: cancelled; nothing was stored\n")
+            return 130
+
+    handler.__name__ = fn.__name__
+    handler.__doc__ = fn.__doc__
+    return handler
+
+
+def _read_stdin(io: Io) -> str:
+    text = io.stdin.read(MAX_STDIN + 1)
+    if len(text) > MAX_STDIN:
+        raise UsageError(f"standard input is larger than {MAX_STDIN} bytes")
+    if not text.strip():
+        raise UsageError("standard input is empty", hint="pipe the secret into the command")
+    return text
+
+
+def _need_tty(io: Io, what: str) -> None:
+    isatty = getattr(io.stdin, "isatty", None)
+    if not (isatty and isatty()):
+        raise UsageError(
+            "standard input is not a terminal, so credd cannot prompt",
+            hint=f"pass --stdin to read {what} from standard input",
+        )
+
+
+def parse_keys_input(text: str) -> tuple[str, str]:
+    """Two lines (key id, secret) or a JSON object with AccessKeyId and SecretAccessKey."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data: Any = json.loads(stripped)
+        except ValueError:
+            raise UsageError(
+                "standard input is not valid JSON",
+                hint='send {"AccessKeyId": ..., "SecretAccessKey": ...} or two lines',
+            ) from None
+        if not isinstance(data, dict):
+            raise UsageError("the JSON on standard input is not an object")
+        if data.get("SessionToken"):
+            raise UsageError(
+                "those are temporary credentials (they have a SessionToken)",
+                hint="store the IAM user's long-term keys; credd makes the sessions",
+            )
+        key_id, secret = data.get("AccessKeyId"), data.get("SecretAccessKey")
+        if not isinstance(key_id, str) or not isinstance(secret, str):
+            raise UsageError("the JSON needs string AccessKeyId and SecretAccessKey fields")
+        return key_id.strip(), secret.strip()
+    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise UsageError(
+            f"expected two lines on standard input (key id, then secret), got {len(lines)}",
+            hint='or send {"AccessKeyId": ..., "SecretAccessKey": ...}',
+        )
+    return lines[0], lines[1]
+
+
+def _keys_set(args: argparse.Namespace, io: Io) -> int:
+    """credd keys set PROFILE [--stdin]"""
+    if not args.stdin:
+        _need_tty(io, "the keys")
+    store = io.store_factory()
+    store.check()  # a locked or missing keyring is reported before anyone types a secret
+    if args.stdin:
+        key_id, secret = parse_keys_input(_read_stdin(io))
+    else:
+        key_id = io.ask("AWS access key id: ").strip()
+        validate_access_key_id(key_id)
+        secret = io.getpass("AWS secret access key (not shown): ").strip()
+    validate_long_term_keys(key_id, secret)
+    store.set_long_term_keys(args.profile, key_id, secret)
+    io.say(
+        f"Stored long-term keys ...{key_id[-4:]} for profile {args.profile} "
+        f"in the keyring ({store.backend_name()})."
+    )
+    return 0
+
+
+def credentials_file_path() -> str:
+    """The shared credentials file, as botocore finds it."""
+    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+def read_credentials_section(path: str, section: str) -> tuple[str, str]:
+    """Long-term keys from one section of the credentials file (read with botocore's loader)."""
+    from botocore.configloader import raw_config_parse
+    from botocore.exceptions import ConfigNotFound, ConfigParseError
+
+    try:
+        sections: dict[str, Any] = raw_config_parse(path)
+    except ConfigNotFound:
+        raise ProfileNotFound(
+            f"the credentials file {path} does not exist",
+            hint="use `credd keys set PROFILE` to type the keys in instead",
+        ) from None
+    except ConfigParseError:
+        # configparser's message can quote a line of the file (a secret): never repeat it
+        raise ConfigError(
+            f"the credentials file {path} cannot be parsed", hint="fix its syntax"
+        ) from None
+    values = sections.get(section)
+    if not isinstance(values, dict):
+        raise ProfileNotFound(
+            f"no section [{section}] in {path}",
+            hint="name the section with --from-section",
+        )
+    if values.get("aws_session_token"):
+        raise ConfigError(
+            f"section [{section}] of {path} holds temporary credentials (aws_session_token)",
+            hint="import a section with an IAM user's long-term keys",
+        )
+    key_id, secret = values.get("aws_access_key_id"), values.get("aws_secret_access_key")
+    if not isinstance(key_id, str) or not isinstance(secret, str) or not key_id or not secret:
+        raise ConfigError(
+            f"section [{section}] of {path} has no aws_access_key_id/aws_secret_access_key",
+            hint="name the section that holds the keys with --from-section",
+        )
+    return key_id.strip(), secret.strip()
+
+
+def _keys_import(args: argparse.Namespace, io: Io) -> int:
+    """credd keys import PROFILE [--from-section NAME]"""
+    section = args.from_section or args.profile
+    path = credentials_file_path()
+    key_id, secret = read_credentials_section(path, section)
+    validate_long_term_keys(key_id, secret)
+    store = io.store_factory()
+    store.set_long_term_keys(args.profile, key_id, secret)
+    io.say(
+        f"Imported long-term keys ...{key_id[-4:]} from [{section}] of {path} into the keyring "
+        f"({store.backend_name()}) for profile {args.profile}."
+    )
+    io.say(
+        f"The plain-text copy is still in {path}; credd did not change that file. Once credd "
+        f"works for {args.profile}, delete the aws_access_key_id and aws_secret_access_key "
+        f"lines of [{section}] (or the whole section) with an editor."
+    )
+    if section == args.profile:
+        io.say(
+            "Until then AWS tools use those plain-text keys directly for that profile "
+            "(they take precedence over credential_process)."
+        )
+    return 0
+
+
+def _keys_delete(args: argparse.Namespace, io: Io) -> int:
+    """credd keys delete PROFILE"""
+    if io.store_factory().delete_long_term_keys(args.profile):
+        io.say(f"Deleted the long-term keys of profile {args.profile} from the keyring.")
+    else:
+        io.say(f"No long-term keys were stored for profile {args.profile}; nothing to delete.")
+    return 0
+
+
+def _totp_set(args: argparse.Namespace, io: Io) -> int:
+    """credd totp set PROFILE [--stdin]"""
+    if not args.stdin:
+        _need_tty(io, "the seed")
+    store = io.store_factory()
+    store.check()
+    if args.stdin:
+        value = _read_stdin(io).strip()
+    else:
+        value = io.getpass("TOTP seed or otpauth:// URI (not shown): ").strip()
+    store.set_totp_seed(args.profile, value)
+    io.say(f"Stored the TOTP seed for profile {args.profile} in the keyring "
+           f"({store.backend_name()}).")  # fmt: skip
+    return 0
+
+
+def _totp_delete(args: argparse.Namespace, io: Io) -> int:
+    """credd totp delete PROFILE"""
+    if io.store_factory().delete_totp_seed(args.profile):
+        io.say(f"Deleted the TOTP seed of profile {args.profile} from the keyring.")
+    else:
+        io.say(f"No TOTP seed was stored for profile {args.profile}; nothing to delete.")
+    return 0
+
+
+def _secrets_check(args: argparse.Namespace, io: Io) -> int:
+    """credd secrets check"""
+    store = io.store_factory()
+    io.say(f"backend: {store.backend_name()}")
+    store.check()
+    io.say("keyring: usable")
+    return 0
+
+
+cmd_keys_set = _guarded(_keys_set)
+cmd_keys_import = _guarded(_keys_import)
+cmd_keys_delete = _guarded(_keys_delete)
+cmd_totp_set = _guarded(_totp_set)
+cmd_totp_delete = _guarded(_totp_delete)
+cmd_secrets_check = _guarded(_secrets_check)
+
+
+def _profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profile", metavar="PROFILE", help="the AWS profile name")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``keys``, ``totp`` and ``secrets`` to the main parser's subcommands."""
+    keys = subparsers.add_parser(
+        "keys", help="store or remove an IAM user's long-term keys in the keyring",
+        description="Long-term AWS keys live in the OS keyring (see docs/secrets.md).",
+    )  # fmt: skip
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    p = keys_sub.add_parser(
+        "set", help="store long-term keys (prompted, or read with --stdin)",
+        description="Prompt for the access key id and (without echo) the secret access key, "
+        "or read them with --stdin. Secrets are never taken from the command line.",
+    )  # fmt: skip
+    _profile(p)
+    p.add_argument(
+        "--stdin", action="store_true",
+        help='read two lines (key id, secret) or JSON {"AccessKeyId", "SecretAccessKey"} '
+        "from standard input",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_keys_set)
+    p = keys_sub.add_parser(
+        "import", help="copy long-term keys from the credentials file into the keyring",
+        description="Read a section of the shared credentials file (not changed) and store "
+        "its keys in the keyring; then tells you how to remove the plain-text copy.",
+    )  # fmt: skip
+    _profile(p)
+    p.add_argument(
+        "--from-section", metavar="NAME",
+        help="the credentials file section to read (default: PROFILE)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_keys_import)
+    p = keys_sub.add_parser("delete", help="remove a profile's long-term keys from the keyring")
+    _profile(p)
+    p.set_defaults(func=cmd_keys_delete)
+
+    totp = subparsers.add_parser(
+        "totp", help="store or remove a TOTP seed (an unattended MFA code source)",
+        description="A TOTP seed in the keyring lets credd make MFA codes by itself.",
+    )  # fmt: skip
+    totp_sub = totp.add_subparsers(dest="totp_command", metavar="COMMAND", required=True)
+    p = totp_sub.add_parser(
+        "set", help="store a TOTP seed or otpauth:// URI (prompted, or read with --stdin)",
+        description="Prompt (without echo) for the base32 seed or otpauth://totp/ URI of the "
+        "profile's MFA device, or read it with --stdin. Never taken from the command line.",
+    )  # fmt: skip
+    _profile(p)
+    p.add_argument("--stdin", action="store_true", help="read the seed or URI from standard input")
+    p.set_defaults(func=cmd_totp_set)
+    p = totp_sub.add_parser("delete", help="remove a profile's TOTP seed from the keyring")
+    _profile(p)
+    p.set_defaults(func=cmd_totp_delete)
+
+    secrets = subparsers.add_parser("secrets", help="inspect the secret store")
+    secrets_sub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", required=True)
+    p = secrets_sub.add_parser(
+        "check", help="show the keyring backend and whether it is usable (exit 0 if so)"
+    )
+    p.set_defaults(func=cmd_secrets_check)
