@@ -19,7 +19,15 @@ DEFAULT_REGION = "us-east-1"
 class ClientFactory:
     """Makes botocore clients with explicit credentials for a profile's settings."""
 
-    def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        parameter_validation: bool = True,
+    ) -> None:
+        """``parameter_validation=False`` only for the sandbox's sub-900 s sessions."""
+        self._validate = parameter_validation
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._connect_timeout = connect_timeout
@@ -46,6 +54,7 @@ class ClientFactory:
             # credd does its own backoff with jitter; one quick retry covers a dropped connection.
             retries={"mode": "standard", "total_max_attempts": 2},
             user_agent_extra="credd",
+            parameter_validation=self._validate,
         )
         with self._lock:  # botocore sessions are not safe for concurrent client creation
             return session.create_client(

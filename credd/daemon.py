@@ -75,7 +75,8 @@ class Daemon:
         self.environ = os.environ if environ is None else environ
         # A daemon nobody watches must never raise an unlock prompt: a locked keyring is reported.
         self.secrets = secrets or SecretStore(allow_prompt=False)
-        self.clients = ClientFactory()
+        sandbox_sessions = awsconfig.session_minimum(self.environ) < awsconfig.SESSION_MIN
+        self.clients = ClientFactory(parameter_validation=not sandbox_sessions)
         self.ledger = CodeLedger(self.clock)
         self.scheduler = ApsScheduler()
         self.manager = Manager(

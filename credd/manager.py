@@ -167,8 +167,7 @@ class Manager:
     def credentials(self, profile: str) -> Credentials:
         entry = self._entry(profile)
         creds = entry.creds
-        now = self._clock.now()
-        if creds is not None and self.policy.servable(creds.expiration, now):
+        if creds is not None and self._servable(entry, creds):
             return creds
         if entry.error is not None and entry.source is None:
             raise entry.error
@@ -188,7 +187,7 @@ class Manager:
             except CreddError:
                 pass  # recorded on the entry; reported below
             creds = entry.creds
-            if creds is not None and self.policy.servable(creds.expiration, self._clock.now()):
+            if creds is not None and self._servable(entry, creds):
                 return creds
         raise self._unavailable(entry)
 
@@ -235,6 +234,11 @@ class Manager:
                 hint=f"enable it: credd enable {profile}, then restart or reload the daemon",
             )
         return entry
+
+    def _servable(self, entry: Entry, creds: Credentials) -> bool:
+        issued = entry.last_refresh_at
+        lifetime = creds.expiration - issued if creds.expiration and issued else None
+        return self.policy.servable(creds.expiration, self._clock.now(), lifetime)
 
     def _unavailable(self, entry: Entry) -> CreddError:
         if entry.error is not None:

@@ -68,9 +68,20 @@ class RefreshPolicy:
         delay = min(exp, self.backoff_cap)
         return delay / 2 + delay / 2 * (rng or random).random()
 
-    def servable(self, expires: datetime | None, now: datetime) -> bool:
-        """Whether credentials expiring at ``expires`` may still be handed out at ``now``."""
-        return expires is None or expires - now > self.serve_floor
+    def servable(
+        self, expires: datetime | None, now: datetime, lifetime: timedelta | None = None
+    ) -> bool:
+        """Whether credentials expiring at ``expires`` may still be handed out at ``now``.
+
+        The floor is ``serve_floor`` (60 s), or a sixth of the lifetime for sessions shorter
+        than 6 min (sandbox sessions), so the last minute of a session is never handed out.
+        """
+        if expires is None:
+            return True
+        floor = self.serve_floor
+        if lifetime is not None and lifetime > timedelta(0):
+            floor = min(floor, lifetime / 6)
+        return expires - now > floor
 
 
 class Scheduler(Protocol):

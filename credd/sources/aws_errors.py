@@ -71,6 +71,9 @@ def translate(exc: BaseException, *, profile: str, action: str) -> CreddError:
             f"{action} for {profile!r}: AWS could not be reached ({type(exc).__name__})",
             hint="check the network or the endpoint; credd retries with backoff",
         )
+    if isinstance(exc, bx.ParamValidationError):
+        # Names the parameter and the bound it broke (duration, serial): no secrets are sent here.
+        return AwsError(f"{action} for {profile!r}: {str(exc)[:300]}")
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"{action} for {profile!r} failed: {type(exc).__name__}")
     return AwsError(f"{action} for {profile!r} failed unexpectedly ({type(exc).__name__})")
