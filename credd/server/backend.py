@@ -23,6 +23,13 @@ class Backend(Protocol):
         ``NeedsMfa`` (hint says what to run), ``NotReady`` or another ``CreddError``.
         """
 
+    def credentials_nowait(self, profile: str) -> Credentials | None:
+        """Credentials fit to serve if held right now, else ``None``. Never blocks, never raises.
+
+        Lets the transport answer the hot path on its event loop; anything else (a first fetch,
+        an error to report) goes through :meth:`credentials` on a worker thread.
+        """
+
     def push_mfa_code(self, profile: str, code: str) -> ProfileStatus:
         """Use ``code`` now to refresh ``profile``'s MFA session; returns the new status.
 

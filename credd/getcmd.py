@@ -1,0 +1,139 @@
+"""``credd get PROFILE [--format json|env] [--socket PATH]``: the ``credential_process`` path.
+
+Every SDK credential refresh may run this, so it starts at interpreter speed: no argparse, no
+``typing``/``pathlib``/``json`` on the success path (the daemon's JSON is passed through as
+sent), and nothing of boto3, botocore, keyring or apscheduler (a test pins that). It never reads
+stdin, never prompts, and never hangs: connecting fails at once when the daemon is down and the
+whole call is bounded by a timeout. On failure it prints one line on stderr
+(``credd: MESSAGE: HINT``) and exits with the error's exit code (see credd/errors.py).
+"""
+
+import os
+import sys
+
+from credd.client import DEFAULT_TIMEOUT, Client
+
+USAGE = "usage: credd get PROFILE [--format json|env] [--socket PATH] [--timeout SECONDS]"
+FORMATS = ("json", "env")
+
+
+class _Usage(Exception):
+    pass
+
+
+def parse(argv: list[str]) -> tuple[str, str, str | None, float]:
+    """``(profile, format, socket or None, timeout)``; raises ``_Usage`` with a reason."""
+    profile: str | None = None
+    fmt = "json"
+    sock: str | None = None
+    timeout = DEFAULT_TIMEOUT
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--") and "=" in arg:
+            arg, value = arg.split("=", 1)
+            args.insert(0, value)
+        if arg in ("--format", "--socket", "--timeout"):
+            if not args:
+                raise _Usage(f"{arg} needs a value")
+            value = args.pop(0)
+            if arg == "--format":
+                if value not in FORMATS:
+                    raise _Usage(f"--format must be json or env, not {value!r}")
+                fmt = value
+            elif arg == "--socket":
+                sock = value
+            else:
+                try:
+                    timeout = float(value)
+                except ValueError:
+                    raise _Usage(f"--timeout needs a number of seconds, not {value!r}") from None
+                if not 0 < timeout <= 3600:
+                    raise _Usage("--timeout must be between 0 and 3600 seconds")
+        elif arg == "--":
+            if len(args) != 1 or profile is not None:
+                raise _Usage("expected exactly one PROFILE")
+            profile = args.pop(0)
+        elif arg.startswith("-") and arg != "-":
+            raise _Usage(f"unknown option {arg}")
+        elif profile is None:
+            profile = arg
+        else:
+            raise _Usage(f"unexpected argument {arg!r}")
+    if not profile:
+        raise _Usage("which profile? give its name")
+    return profile, fmt, sock, timeout
+
+
+def env_lines(data: dict[str, object]) -> str:
+    """``export NAME=value`` lines (shell-quoted) for the credentials in ``data``."""
+    import shlex
+
+    names = (
+        ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+        ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+        ("AWS_SESSION_TOKEN", "SessionToken"),
+        ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
+    )
+    return "".join(
+        f"export {var}={shlex.quote(str(data[key]))}\n" for var, key in names if data.get(key)
+    )
+
+
+def _say(line: str) -> None:
+    text = " ".join(line.split())  # one line, whatever the message held
+    try:  # noqa: SIM105 - contextlib would cost import time here
+        os.write(2, f"credd: {text}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _report(exc: BaseException) -> int:
+    from credd.errors import CreddError
+
+    if isinstance(exc, CreddError):
+        _say(f"{exc.message}: {exc.hint}" if exc.hint else exc.message)
+        return exc.exit_code
+    # Not one of ours: its text could hold anything, so only its type is shown.
+    _say(f"unexpected {type(exc).__name__} while getting credentials; run `credd status`")
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    """Run ``credd get`` with ``argv`` (without the leading ``get``); returns the exit code."""
+    if argv and argv[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE + "\n")
+        return 0
+    try:
+        profile, fmt, sock, timeout = parse(argv)
+    except _Usage as exc:
+        _say(f"{exc}; {USAGE}")
+        return 2
+    try:
+        body = Client(sock, timeout).credentials_raw(profile)
+        if not body.startswith(b"{"):
+            from credd.errors import DaemonUnavailable
+
+            raise DaemonUnavailable(
+                "the credd daemon sent something that is not credentials",
+                hint="see the daemon's log",
+            )
+        if fmt == "env":
+            import json
+
+            out = env_lines(json.loads(body)).encode()
+        else:
+            out = body + b"\n"
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # reported as one line, never a traceback
+        return _report(exc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
