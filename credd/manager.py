@@ -191,6 +191,13 @@ class Manager:
                 return creds
         raise self._unavailable(entry)
 
+    def credentials_nowait(self, profile: str) -> Credentials | None:
+        entry = self._entries.get(profile)  # a dict read is atomic; no lock on the hot path
+        creds = entry.creds if entry is not None else None
+        if creds is not None and entry is not None and self._servable(entry, creds):
+            return creds
+        return None
+
     def push_mfa_code(self, profile: str, code: str) -> ProfileStatus:
         entry = self._entry(profile)
         if entry.source is None:

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.keyring",
     "tests.fixtures.files",
     "tests.fixtures.transport",
+    "tests.fixtures.daemon",
 ]
 
 

@@ -14,7 +14,7 @@ import threading
 from credd.awsclients import ClientFactory
 from credd.awsconfig import ManagedProfile
 from credd.clock import UTC, Clock
-from credd.errors import ConfigError, SecretMissing
+from credd.errors import ConfigError, SecretMissing, SecretStoreError
 from credd.mfa import CodeLedger, CodeSource, PersonCodes, ProcessCodes, TotpCodes
 from credd.models import Credentials
 from credd.secrets import SecretStore
@@ -101,11 +101,20 @@ class SessionTokenSource:
     # -- keys and device -------------------------------------------------------------------
 
     def long_term_keys(self) -> Credentials:
-        keys = self._secrets.get_long_term_keys(self.profile.name)
+        raw = self.profile.raw
+        in_files = bool(raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"))
+        try:
+            keys = self._secrets.get_long_term_keys(self.profile.name)
+        except SecretStoreError as exc:
+            if not in_files:
+                raise
+            # The keyring is preferred, but keys in the files still work without it.
+            log.info("profile %s: keyring unusable (%s); using keys from the files",
+                     self.profile.name, exc.code)
+            keys = None
         if keys is not None:
             return keys
-        raw = self.profile.raw
-        if raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"):
+        if in_files:
             return Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
         raise SecretMissing(
             f"no long-term keys for profile {self.profile.name!r} in the keyring or the AWS files",
