@@ -63,9 +63,7 @@ class Demo:
         self.rotations = 0
         bindir = Path(sys.executable).parent
         self.credd = str(bindir / "credd") if (bindir / "credd").exists() else None
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CREDD_"))
-        } | {
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CREDD_"))} | {
             "HOME": str(home),
             "AWS_CONFIG_FILE": str(self.aws / "config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.aws / "credentials"),
@@ -108,8 +106,9 @@ class Demo:
     def start_sandbox(self) -> str:
         from credd.sandbox import SandboxProcess
 
-        sandbox = SandboxProcess(min_duration=60, log_path=str(self.home / "sandbox.log"),
-                                 env=self.env)
+        sandbox = SandboxProcess(
+            min_duration=60, log_path=str(self.home / "sandbox.log"), env=self.env
+        )
         sandbox.start()
         self.sandbox = sandbox
         say(f"sandbox up at {sandbox.endpoint} (strict STS + moto for IAM/S3/SQS)")
@@ -128,8 +127,9 @@ class Demo:
         say(f"IAM user {user.arn} with virtual MFA device {device.serial}")
         say("its long-term keys and TOTP seed are in the keyring, not in any file")
         self.aws.mkdir(mode=0o700, parents=True, exist_ok=True)
-        services = "".join(f"{svc} =\n  endpoint_url = {endpoint}\n" for svc in
-                           ("sts", "iam", "s3", "sqs"))
+        services = "".join(
+            f"{svc} =\n  endpoint_url = {endpoint}\n" for svc in ("sts", "iam", "s3", "sqs")
+        )
         getter = self.credd_cmd("get", "demo-mfa", "--socket", str(self.socket))
         (self.aws / "config").write_text(
             "# Written by `make demo` into its own home; your real ~/.aws is untouched.\n"
@@ -160,7 +160,10 @@ class Demo:
         log = open(self.home / "daemon.log", "wb")  # noqa: SIM115 - kept for the daemon's life
         daemon = subprocess.Popen(
             [sys.executable, "-m", "credd.cli", "daemon"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append(("daemon", daemon))
         client = Client(self.socket, timeout=2)
@@ -190,7 +193,10 @@ class Demo:
     def start_app(self) -> None:
         app = subprocess.Popen(
             [sys.executable, "-u", "-m", "credd.demo_app", "--profile", "demo-app"],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         self.procs.append(("app", app))
@@ -249,8 +255,9 @@ class Demo:
 
 
 def run_inner(args: argparse.Namespace) -> int:
-    home = Path(args.home or os.environ.get("CREDD_DEMO_HOME") or tempfile.mkdtemp(
-        prefix="credd-demo-"))
+    home = Path(
+        args.home or os.environ.get("CREDD_DEMO_HOME") or tempfile.mkdtemp(prefix="credd-demo-")
+    )
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     say(f"isolated home: {home} (HOME for everything the demo starts)")
     demo = Demo(home, args.session_seconds)
@@ -288,8 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m credd.demo", description=__doc__)
     parser.add_argument("--home", help="demo home (default: $CREDD_DEMO_HOME, else a temp dir)")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
-    parser.add_argument("--session-seconds", type=int, default=120,
-                        help="MFA session length in the sandbox (default 120)")
+    parser.add_argument(
+        "--session-seconds",
+        type=int,
+        default=120,
+        help="MFA session length in the sandbox (default 120)",
+    )
     parser.add_argument("--status-every", type=float, default=15, help="seconds between tables")
     args = parser.parse_args(args_list)
     if os.environ.get("CREDD_DEMO_BUS") != "1":

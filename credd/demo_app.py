@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             creds = session.get_credentials()
             frozen = creds.get_frozen_credentials()
             expiry = getattr(creds, "_expiry_time", None)
-            left = (
-                int((expiry - datetime.now(timezone.utc)).total_seconds()) if expiry else None
-            )
+            left = int((expiry - datetime.now(timezone.utc)).total_seconds()) if expiry else None
             keys.add(frozen.access_key)
             ok += 1
             print(

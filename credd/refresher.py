@@ -64,9 +64,10 @@ class RefreshPolicy:
 
     def backoff(self, failures: int, *, rng: random.Random | None = None) -> timedelta:
         """Delay before retry ``failures`` (1-based): exponential, capped, half of it jittered."""
-        exp = self.backoff_base * (2 ** min(max(failures - 1, 0), 16))
-        delay = min(exp, self.backoff_cap)
-        return delay / 2 + delay / 2 * (rng or random).random()
+        exp: timedelta = self.backoff_base * (2 ** min(max(failures - 1, 0), 16))
+        delay: timedelta = min(exp, self.backoff_cap)
+        jitter = (rng or random).random()
+        return delay / 2 + delay * (jitter / 2)
 
     def servable(
         self, expires: datetime | None, now: datetime, lifetime: timedelta | None = None

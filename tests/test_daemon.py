@@ -26,7 +26,7 @@ aws_access_key_id = AKIAEXAMPLEDEFAULT01
 aws_secret_access_key = defaultsecretdefaultsecretdefaultsecret0
 
 ; another comment style
-[someone-else]   
+[someone-else]
 aws_access_key_id=AKIAEXAMPLEOTHER0002
 aws_secret_access_key=othersecretothersecretothersecretother00
 region = eu-north-1
@@ -43,7 +43,13 @@ def mfa_user(daemons: DaemonFactory, profile: str, *, seed_in_keyring: bool = Tr
 
 
 def profile_block(name: str, *extra: str) -> str:
-    lines = [f"[profile {name}]", "region = us-east-1", "services = sandbox", "credd = true", *extra]
+    lines = [
+        f"[profile {name}]",
+        "region = us-east-1",
+        "services = sandbox",
+        "credd = true",
+        *extra,
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -52,7 +58,10 @@ def aws_v2(daemons: DaemonFactory, *args: str) -> subprocess.CompletedProcess[st
     env.pop("AWS_PROFILE", None)
     return subprocess.run(
         [AWS_V2, *args, "--endpoint-url", daemons.sandbox.endpoint, "--output", "json"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -62,11 +71,14 @@ def test_totp_profile_served_to_the_cli_v2_boto3_and_the_credentials_file(
     user, device = mfa_user(daemons, "work")
     (daemons.aws / "credentials").write_text(FOREIGN)
     os.chmod(daemons.aws / "credentials", 0o644)
-    getter = f"{sys.executable} -m credd.cli get work --socket {daemons.home / 'run' / 'credd.sock'}"
+    getter = (
+        f"{sys.executable} -m credd.cli get work --socket {daemons.home / 'run' / 'credd.sock'}"
+    )
     daemons.write_config(
         "# my config comment\n"
         + profile_block("work", f"mfa_serial = {device.serial}", "credd_session_duration = 2h")
-        + f"\n[profile app]\nregion = us-east-1\nservices = sandbox\ncredential_process = {getter}\n"
+        + "\n[profile app]\nregion = us-east-1\nservices = sandbox\n"
+        + f"credential_process = {getter}\n"
     )
     d = daemons.start()
     p = d.wait_state("work", "fresh")
@@ -197,7 +209,8 @@ def test_no_keyring_at_all_and_a_profile_that_needs_none_still_works(
     seed_file.write_text(device.seed)
     mfa_cmd = tmp_path / "code.py"
     mfa_cmd.write_text(
-        f"import pyotp, pathlib; print(pyotp.TOTP(pathlib.Path({str(seed_file)!r}).read_text()).now())\n"
+        "import pyotp, pathlib\n"
+        f"print(pyotp.TOTP(pathlib.Path({str(seed_file)!r}).read_text()).now())\n"
     )
     (daemons.aws / "credentials").write_text(
         f"[plain]\naws_access_key_id = {user.access_key_id}\n"

@@ -6,6 +6,7 @@ else is the real manager, policy and ManualScheduler.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -189,7 +190,7 @@ def test_transient_failures_back_off_exponentially_and_keep_serving(clock: FakeC
         if src.calls > before:
             times.append(clock.now())
         assert manager.credentials("p") == held or src.calls == start_calls + 9
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert gaps[0] < gaps[3]  # grows
     assert max(gaps) <= RefreshPolicy().backoff_cap.total_seconds() + 1  # capped
     assert manager.status()[0].state == "fresh"
@@ -237,7 +238,7 @@ def test_many_callers_at_once_share_one_refresh(clock: FakeClock) -> None:
     def ask() -> None:
         try:
             results.append(manager.credentials("p"))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=ask) for _ in range(64)]

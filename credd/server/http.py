@@ -67,7 +67,7 @@ class Request:
             if allow_empty:
                 return {}
             raise RequestError(
-                "this request needs a JSON body", hint="send a JSON object, e.g. {\"code\": ...}"
+                "this request needs a JSON body", hint='send a JSON object, e.g. {"code": ...}'
             )
         try:
             data = json.loads(self.body)
@@ -89,9 +89,7 @@ class Response:
     body: bytes = field(default=b"", repr=False)
 
     @classmethod
-    def json(
-        cls, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()
-    ) -> Response:
+    def json(cls, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
         body = json.dumps(payload, separators=(",", ":")).encode()
         return cls(status, (("content-type", JSON_TYPE), *headers), body)
 

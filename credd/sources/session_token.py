@@ -109,8 +109,11 @@ class SessionTokenSource:
             if not in_files:
                 raise
             # The keyring is preferred, but keys in the files still work without it.
-            log.info("profile %s: keyring unusable (%s); using keys from the files",
-                     self.profile.name, exc.code)
+            log.info(
+                "profile %s: keyring unusable (%s); using keys from the files",
+                self.profile.name,
+                exc.code,
+            )
             keys = None
         if keys is not None:
             return keys
