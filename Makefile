@@ -9,7 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	@scripts/system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test]'
+	@scripts/lean-launcher $(BIN)
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -40,13 +40,10 @@ def _reexec_under_private_bus(argv: list[str]) -> int:
         say("install them: sudo apt-get install dbus dbus-user-session gnome-keyring")
         return 1
     say("starting a private D-Bus session with gnome-keyring (no desktop session needed)")
-    env = {**os.environ, "CREDD_DEMO_BUS": "1"}
-    child = subprocess.Popen([dbus, "--", sys.executable, "-m", "credd.demo", *argv], env=env)
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            continue  # the child got the same Ctrl-C and is shutting down; wait for it
+    sys.stdout.flush()
+    os.environ["CREDD_DEMO_BUS"] = "1"
+    # Become dbus-run-session: Ctrl-C then reaches the demo directly, as one foreground job.
+    os.execv(dbus, [dbus, "--", sys.executable, "-m", "credd.demo", *argv])
 
 
 class Demo:
