@@ -43,7 +43,7 @@ def _reexec_under_private_bus(argv: list[str]) -> int:
     sys.stdout.flush()
     os.environ["CREDD_DEMO_BUS"] = "1"
     # Become dbus-run-session: Ctrl-C then reaches the demo directly, as one foreground job.
-    os.execv(dbus, [dbus, "--", sys.executable, "-m", "credd.demo", *argv])
+    os.execv(dbus, [dbus, "--", sys.executable, "-m", "credd.demo", *argv])  # noqa: S606
 
 
 class Demo:
