@@ -10,7 +10,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test]'
-	@scripts/lean-launcher $(BIN)
 	@touch $@
 
 venv: $(VENV)/.installed
