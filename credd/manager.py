@@ -95,6 +95,8 @@ class Manager:
         self._started_at = clock.now()
         self._socket_path = socket_path
         self._running = False
+        #: more daemon facts for ``status`` (e.g. the container endpoint's URL); never secrets
+        self.info_extra: dict[str, Any] = {}
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class Manager:
             "pid": os.getpid(),
             "started_at": isoformat_z(self._started_at),
             "socket": self._socket_path,
+            **self.info_extra,
         }
 
     def status(self) -> list[ProfileStatus]:
