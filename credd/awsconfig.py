@@ -42,6 +42,12 @@ MFA_SOURCES = ("totp", "process", "person")
 SESSION_MIN = 900
 SESSION_MAX = 129_600
 SESSION_DEFAULT = 43_200
+#: STS AssumeRole bounds (the role's MaxSessionDuration may be lower; chained roles: 1 h).
+ROLE_MIN = 900
+ROLE_MAX = 43_200
+ROLE_DEFAULT = 3_600
+CHAIN_CAP = 3_600
+CREDENTIAL_SOURCES = ("Environment",)
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 _SECTION_NAME = re.compile(r"^[A-Za-z0-9_.@+=,:/-]{1,128}$")
@@ -71,7 +77,7 @@ class ManagedProfile:
     """A profile credd manages, validated. Holds no secret."""
 
     name: str
-    kind: str  # "session-token" (roles and SSO arrive with later issues)
+    kind: str  # "session-token" or "assume-role" (SSO arrives with a later issue)
     mfa_serial: str | None
     mfa_source: str | None  # None: decided at refresh time (process > stored seed > person)
     mfa_process: str | None
@@ -80,6 +86,73 @@ class ManagedProfile:
     region: str | None
     has_file_keys: bool  # long-term keys present in the files (the keyring is preferred)
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    role: RoleSettings | None = None
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """botocore's assume-role keys of a profile, validated."""
+
+    role_arn: str
+    source_profile: str | None
+    credential_source: str | None
+    external_id: str | None = field(repr=False)
+    role_session_name: str | None
+    duration_seconds: int
+    duration_set: bool  # duration_seconds was written in the profile
+
+
+def _role(name: str, raw: Mapping[str, Any], minimum: int = ROLE_MIN) -> RoleSettings:
+    arn = str(raw["role_arn"]).strip()
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+        raise ConfigError(
+            f"profile {name!r}: role_arn = {arn!r} is not an IAM role ARN",
+            hint="it looks like arn:aws:iam::123456789012:role/NAME",
+        )
+    source = str(raw["source_profile"]).strip() if raw.get("source_profile") else None
+    cred_source = str(raw["credential_source"]).strip() if raw.get("credential_source") else None
+    if source and cred_source:
+        raise ConfigError(
+            f"profile {name!r} has both source_profile and credential_source",
+            hint="keep one of them (botocore refuses both too)",
+        )
+    if not source and not cred_source:
+        raise ConfigError(
+            f"profile {name!r} has role_arn but neither source_profile nor credential_source",
+            hint="add source_profile = PROFILE (the IAM user or role to assume it from)",
+        )
+    if cred_source and cred_source not in CREDENTIAL_SOURCES:
+        raise ConfigError(
+            f"profile {name!r}: credential_source = {cred_source} is not supported by credd",
+            hint="use Environment, or source_profile",
+        )
+    duration = ROLE_DEFAULT
+    text = raw.get("duration_seconds")
+    if text is not None:
+        if not str(text).strip().isdigit():
+            raise ConfigError(f"profile {name!r}: duration_seconds = {text!r} is not a number")
+        duration = int(str(text).strip())
+        if not minimum <= duration <= ROLE_MAX:
+            raise ConfigError(
+                f"profile {name!r}: duration_seconds = {duration}; AssumeRole allows "
+                f"{minimum} to {ROLE_MAX} s (and at most the role's MaxSessionDuration)",
+                hint="set duration_seconds between 900 and 43200",
+            )
+    session_name = raw.get("role_session_name")
+    if session_name is not None and not re.fullmatch(r"[\w+=,.@-]{2,64}", str(session_name)):
+        raise ConfigError(
+            f"profile {name!r}: role_session_name = {session_name!r} is not allowed by STS",
+            hint="2-64 characters: letters, digits and +=,.@-",
+        )
+    return RoleSettings(
+        role_arn=arn,
+        source_profile=source,
+        credential_source=cred_source,
+        external_id=str(raw["external_id"]) if raw.get("external_id") else None,
+        role_session_name=str(session_name) if session_name else None,
+        duration_seconds=duration,
+        duration_set=text is not None,
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +170,7 @@ class AwsConfig:
     profiles: Mapping[str, Mapping[str, Any]]
     managed: Mapping[str, ManagedProfile]
     broken: Mapping[str, BrokenProfile]
+    session_minimum: int = SESSION_MIN
 
     def require_profile(self, name: str) -> Mapping[str, Any]:
         try:
@@ -110,10 +184,7 @@ class AwsConfig:
 
 def _kind(name: str, raw: Mapping[str, Any]) -> str:
     if "role_arn" in raw:
-        raise ConfigError(
-            f"profile {name!r} assumes a role; this credd manages IAM-user MFA sessions only",
-            hint="role profiles arrive with the roles release; disable it: credd disable " + name,
-        )
+        return "assume-role"
     if "sso_session" in raw or "sso_start_url" in raw:
         raise ConfigError(
             f"profile {name!r} is an SSO profile; this credd version manages IAM-user MFA sessions",
@@ -128,6 +199,13 @@ def session_minimum(environ: Mapping[str, str]) -> int:
     if value.isdigit() and 0 < int(value) < SESSION_MIN:
         return int(value)
     return SESSION_MIN
+
+
+def profile_settings(
+    name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN
+) -> ManagedProfile:
+    """Validate ``raw`` as credd would manage it (also for unmanaged sources of a role)."""
+    return _profile(name, raw, minimum)
 
 
 def _profile(name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN) -> ManagedProfile:
@@ -187,6 +265,7 @@ def _profile(name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN) -> M
             )
 
     return ManagedProfile(
+        role=_role(name, raw, min(minimum, ROLE_MIN)) if kind == "assume-role" else None,
         name=name,
         kind=kind,
         mfa_serial=serial or None,
@@ -247,7 +326,7 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
             log.warning("profile %s is not usable: %s", name, exc.message)
             broken[name] = BrokenProfile(name, exc)
     _check_file_profiles(managed, profiles, broken)
-    return AwsConfig(profiles=profiles, managed=managed, broken=broken)
+    return AwsConfig(profiles=profiles, managed=managed, broken=broken, session_minimum=minimum)
 
 
 def _check_file_profiles(

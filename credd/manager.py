@@ -1,24 +1,29 @@
-"""The daemon's state: one entry per managed profile, refreshed on schedule, served on demand.
+"""The daemon's state: plan nodes refreshed on schedule, profiles served on demand.
 
-- A refresh runs on the manager's small worker pool; everyone who asks while one is running (the
-  scheduler, 64 clients, a person pushing a code) shares it: one STS call.
-- Success: the new credentials are served at once, written to the credentials file, and the next
-  refresh is scheduled ahead of expiry (:class:`~credd.refresher.RefreshPolicy`).
-- A transient failure (network, throttling, 5xx) backs off exponentially, capped, with jitter,
-  while the old credentials are still served.
-- Anything a person must fix (an MFA code, a rejected code, missing keys, a bad config) parks the
-  profile: visible in ``status``, not retried in a loop, resumed by ``credd mfa`` / ``refresh``.
+Each managed profile has a :class:`~credd.planner.Plan`: a chain of nodes (an MFA session, role
+sessions). Nodes are shared: twelve roles behind one IAM user use one ``session:USER`` node, so one
+MFA code feeds them all. Per node:
+
+- one refresh at a time, on its own thread; everyone who asks meanwhile (the scheduler, 64 clients,
+  a child role, a person pushing a code) shares it: one STS call;
+- success: served at once, written to the credentials file for the profiles it serves, next refresh
+  scheduled ahead of expiry (:class:`~credd.refresher.RefreshPolicy`), children waiting on it woken;
+- a transient failure (network, throttling, 5xx) backs off exponentially, capped, with jitter, while
+  held credentials are still served;
+- anything a person must fix (a code, a rejected code, missing keys, a bad config) parks the node:
+  visible in ``status``, never retried in a loop, resumed by ``credd mfa`` / ``credd refresh``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +33,7 @@ from credd import __version__
 from credd.awsconfig import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
 from credd.errors import (
+    ConfigError,
     CreddError,
     MfaCodeRejected,
     NeedsMfa,
@@ -37,22 +43,34 @@ from credd.errors import (
 )
 from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
+from credd.planner import Node, Plan, explain, plan_for
 from credd.refresher import RefreshPolicy, Scheduler
 from credd.sources import Source
 from credd.writers import CredentialsFileWriter, SectionWrite
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[ManagedProfile], Source]
+#: (node, parent-credentials getter) -> source
+SourceFactory = Callable[[Node, Callable[[], Credentials]], Source]
+CodeSourceOf = Callable[[ManagedProfile], str]
+WAIT_FOR_PARENT = 2 * STEP + 60.0
+
+
+class FromParent(Exception):  # a carrier for the parent's error, not an error of its own
+    """A node could not refresh because its parent could not give credentials."""
+
+    def __init__(self, error: CreddError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass
 class Entry:
-    """Mutable state of one managed profile; guarded by ``lock``."""
+    """Mutable state of one node; guarded by ``lock``."""
 
-    name: str
-    profile: ManagedProfile | None
-    source: Source | None
+    key: str
+    node: Node
+    source: Source
     state: str = "pending"
     creds: Credentials | None = None
     error: CreddError | None = None
@@ -62,8 +80,18 @@ class Entry:
     last_refresh_at: datetime | None = None
     failures: int = 0
     mfa_failures: int = 0
+    blocked_by_parent: bool = False
     inflight: Future[Credentials] | None = None
+    children: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+@dataclass(frozen=True)
+class ProfileRef:
+    name: str
+    kind: str
+    plan: Plan | None
+    error: ConfigError | None = None
 
 
 class Manager:
@@ -79,8 +107,8 @@ class Manager:
         policy: RefreshPolicy | None = None,
         rng: random.Random | None = None,
         wait_timeout: float = 8.0,
-        workers: int = 4,
         socket_path: str | None = None,
+        code_source_of: CodeSourceOf | None = None,
     ) -> None:
         self._source_factory = source_factory
         self._scheduler = scheduler
@@ -89,8 +117,9 @@ class Manager:
         self.policy = policy or RefreshPolicy()
         self._rng = rng or random.Random()
         self._wait_timeout = wait_timeout
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="credd-refresh")
-        self._entries: dict[str, Entry] = {}
+        self._code_source_of = code_source_of or _configured_code_source
+        self._nodes: dict[str, Entry] = {}
+        self._profiles: dict[str, ProfileRef] = {}
         self._lock = threading.Lock()
         self._started_at = clock.now()
         self._socket_path = socket_path
@@ -101,52 +130,68 @@ class Manager:
     # -- configuration ---------------------------------------------------------------------
 
     def load(self, config: AwsConfig) -> None:
-        """Adopt ``config``: new profiles start, removed ones stop, unchanged ones keep state."""
-        new: dict[str, Entry] = {}
-        with self._lock:
-            old = dict(self._entries)
+        """Adopt ``config``: new nodes start, removed ones stop, unchanged ones keep state."""
+        profiles: dict[str, ProfileRef] = {}
+        wanted: dict[str, Node] = {}
         for name, prof in config.managed.items():
-            current = old.get(name)
-            if current is not None and current.profile == prof:
-                new[name] = current
-                continue
             try:
-                source = self._source_factory(prof)
-            except CreddError as exc:
-                new[name] = Entry(name, prof, None, state="error", error=exc)
+                plan = plan_for(config, name, self._code_source_of)
+            except ConfigError as exc:
+                log.warning("profile %s: no plan: %s", name, exc.message)
+                profiles[name] = ProfileRef(name, prof.kind, None, exc)
                 continue
-            new[name] = Entry(name, prof, source)
+            profiles[name] = ProfileRef(name, prof.kind, plan)
+            for node in plan.nodes():
+                wanted.setdefault(node.key, node)
         for name, broken in config.broken.items():
-            new[name] = Entry(name, None, None, state="error", error=broken.error)
+            profiles[name] = ProfileRef(name, "unknown", None, broken.error)
+
         with self._lock:
-            self._entries = new
-        for name, entry in old.items():
-            if new.get(name) is not entry:
-                self._scheduler.cancel(name)
-                if name not in new and entry.profile and entry.profile.file_profile:
-                    self._remove_file_section(entry.profile)
+            old = dict(self._nodes)
+            old_profiles = dict(self._profiles)
+        nodes: dict[str, Entry] = {}
+        for key in _parents_first(wanted):
+            node = wanted[key]
+            current = old.get(key)
+            if current is not None and current.node == node:
+                current.children.clear()
+                nodes[key] = current
+                continue
+            parent_key = node.parent.key if node.parent else None
+            getter = functools.partial(self._node_credentials, parent_key) if parent_key else _none
+            nodes[key] = Entry(key, node, self._source_factory(node, getter))
+        for key, node in wanted.items():
+            if node.parent is not None:
+                nodes[node.parent.key].children.add(key)
+        with self._lock:
+            self._nodes = nodes
+            self._profiles = profiles
+        for key, entry in old.items():
+            if nodes.get(key) is not entry:
+                self._scheduler.cancel(key)
+        for name, ref in old_profiles.items():
+            if name not in profiles and ref.plan is not None:
+                self._remove_file_section(ref.plan.target.profile)
         if self._running:
-            for name, entry in new.items():
-                if old.get(name) is not entry and entry.source is not None:
+            for key, entry in nodes.items():
+                if old.get(key) is not entry:
                     self._schedule(entry, self._clock.now())
 
     def start(self) -> None:
-        """Fetch every managed profile now; the scheduler takes it from there."""
+        """Fetch every node now, parents first; the scheduler takes it from there."""
         self._running = True
         now = self._clock.now()
         with self._lock:
-            entries = list(self._entries.values())
+            entries = list(self._nodes.values())
         for entry in entries:
-            if entry.source is not None:
-                self._schedule(entry, now)
+            self._schedule(entry, now)
 
     def stop(self) -> None:
         self._running = False
         with self._lock:
-            names = list(self._entries)
-        for name in names:
-            self._scheduler.cancel(name)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            keys = list(self._nodes)
+        for key in keys:
+            self._scheduler.cancel(key)
 
     # -- Backend ---------------------------------------------------------------------------
 
@@ -161,22 +206,28 @@ class Manager:
 
     def status(self) -> list[ProfileStatus]:
         with self._lock:
-            entries = sorted(self._entries.values(), key=lambda e: e.name)
-        return [self._status(e) for e in entries]
+            names = sorted(self._profiles)
+        return [self.profile_status(n) for n in names]
 
     def profile_status(self, profile: str) -> ProfileStatus:
-        return self._status(self._entry(profile))
+        ref = self._ref(profile)
+        if ref.plan is None:
+            return ProfileStatus(
+                name=ref.name,
+                kind=ref.kind,
+                state="error",
+                error=ref.error.to_json() if ref.error else None,
+                waiting_for=ref.error.hint if ref.error else None,
+            )
+        return self._status(ref, ref.plan)
 
     def credentials(self, profile: str) -> Credentials:
-        entry = self._entry(profile)
+        entry = self._target(profile)
         creds = entry.creds
         if creds is not None and self._servable(entry, creds):
             return creds
-        if entry.error is not None and entry.source is None:
-            raise entry.error
         with entry.lock:
-            inflight = entry.inflight
-            state = entry.state
+            inflight, state = entry.inflight, entry.state
         if inflight is None and state == "pending":
             inflight = self._refresh(entry, "first request")
         if inflight is not None:
@@ -195,55 +246,68 @@ class Manager:
         raise self._unavailable(entry)
 
     def credentials_nowait(self, profile: str) -> Credentials | None:
-        entry = self._entries.get(profile)  # a dict read is atomic; no lock on the hot path
+        ref = self._profiles.get(profile)  # dict reads are atomic: no lock on the hot path
+        entry = self._nodes.get(ref.plan.target.key) if ref and ref.plan else None
         creds = entry.creds if entry is not None else None
         if creds is not None and entry is not None and self._servable(entry, creds):
             return creds
         return None
 
     def push_mfa_code(self, profile: str, code: str) -> ProfileStatus:
-        entry = self._entry(profile)
-        if entry.source is None:
-            raise entry.error or ProfileNotManaged(f"profile {profile!r} cannot take a code")
+        ref = self._ref(profile)
+        plan = self._plan(ref)
+        code_node = plan.code_node()
+        if code_node is None:
+            raise ProfileNotManaged(
+                f"profile {profile!r} uses no MFA code", hint=f"see: credd status {profile}"
+            )
+        entry = self._nodes[code_node.key]
         entry.source.push_code(check_code(code))
         for _ in range(2):  # a refresh already running did not use the code: run one more
-            future = self._refresh(entry, "MFA code from a person")
             try:
-                future.result(timeout=STEP * 2 + self._wait_timeout)
+                self._refresh(entry, "MFA code from a person").result(timeout=WAIT_FOR_PARENT)
             except FutureTimeout:
                 raise NotReady(f"the refresh of {profile!r} is still running") from None
-            except CreddError as exc:
-                if isinstance(exc, NeedsMfa):
-                    continue
-                raise
-            if entry.waiting_for is None:
+            except NeedsMfa:
+                continue
+            if entry.state != "needs_mfa":
                 break
-        return self._status(entry)
+        if entry.error is not None and entry.state != "fresh":
+            raise entry.error
+        self._refresh_chain(plan, after=code_node.key)
+        return self.profile_status(profile)
 
     def refresh(self, profile: str) -> ProfileStatus:
-        entry = self._entry(profile)
-        if entry.source is None:
-            raise entry.error or ProfileNotManaged(f"profile {profile!r} cannot be refreshed")
-        future = self._refresh(entry, "asked for")
-        try:
-            future.result(timeout=STEP * 2 + self._wait_timeout)
-        except FutureTimeout:
-            pass
-        except CreddError:
-            pass  # the status carries it
-        return self._status(entry)
+        plan = self._plan(self._ref(profile))
+        # Parked ancestors (a fixed keyring, a new seed) are retried first, then the target.
+        for node in plan.nodes()[:-1]:
+            entry = self._nodes[node.key]
+            if entry.state in {"error", "backoff", "pending"} or entry.creds is None:
+                self._wait(self._refresh(entry, "asked for"))
+        self._wait(self._refresh(self._nodes[plan.target.key], "asked for"))
+        return self.profile_status(profile)
 
-    # -- internals -------------------------------------------------------------------------
+    # -- internals: lookup -----------------------------------------------------------------
 
-    def _entry(self, profile: str) -> Entry:
+    def _ref(self, profile: str) -> ProfileRef:
         with self._lock:
-            entry = self._entries.get(profile)
-        if entry is None:
+            ref = self._profiles.get(profile)
+        if ref is None:
             raise ProfileNotManaged(
                 f"credd does not manage a profile named {profile!r}",
                 hint=f"enable it: credd enable {profile}, then restart or reload the daemon",
             )
-        return entry
+        return ref
+
+    @staticmethod
+    def _plan(ref: ProfileRef) -> Plan:
+        if ref.plan is None:
+            assert ref.error is not None
+            raise ref.error
+        return ref.plan
+
+    def _target(self, profile: str) -> Entry:
+        return self._nodes[self._plan(self._ref(profile)).target.key]
 
     def _servable(self, entry: Entry, creds: Credentials) -> bool:
         issued = entry.last_refresh_at
@@ -254,14 +318,48 @@ class Manager:
         if entry.error is not None:
             return entry.error
         if entry.state == "needs_mfa":
-            return NeedsMfa(
-                f"profile {entry.name!r} needs an MFA code", hint=f"run: credd mfa {entry.name}"
-            )
-        return NotReady(f"no credentials for {entry.name!r} yet", hint="try again in a moment")
+            hint = entry.waiting_for or f"run: credd mfa {entry.node.base}"
+            return NeedsMfa(f"profile {entry.node.profile.name!r} needs an MFA code", hint=hint)
+        return NotReady(
+            f"no credentials for {entry.node.profile.name!r} yet", hint="try again in a moment"
+        )
+
+    def _node_credentials(self, key: str) -> Credentials:
+        """A parent's credentials for a child's refresh; never restarts a parked parent."""
+        entry = self._nodes[key]
+        creds = entry.creds
+        if creds is not None and self._servable(entry, creds):
+            return creds
+        if entry.state in {"error", "needs_mfa", "backoff"} and entry.inflight is None:
+            raise FromParent(self._unavailable(entry))
+        try:
+            self._refresh(entry, "needed by a role").result(timeout=WAIT_FOR_PARENT)
+        except FutureTimeout:
+            raise FromParent(NotReady(f"{entry.node.profile.name!r} is still refreshing")) from None
+        except CreddError:
+            pass
+        creds = entry.creds
+        if creds is not None and self._servable(entry, creds):
+            return creds
+        raise FromParent(self._unavailable(entry))
+
+    def _refresh_chain(self, plan: Plan, *, after: str) -> None:
+        """Refresh the nodes above ``after`` (a new MFA session reached them) and wait."""
+        seen = False
+        for node in plan.nodes():
+            if seen:
+                self._wait(self._refresh(self._nodes[node.key], "its source was renewed"))
+            seen = seen or node.key == after
+
+    def _wait(self, future: Future[Credentials]) -> None:
+        with contextlib.suppress(FutureTimeout, CreddError):
+            future.result(timeout=WAIT_FOR_PARENT)
+
+    # -- internals: refresh ----------------------------------------------------------------
 
     def _schedule(self, entry: Entry, at: datetime) -> None:
         entry.next_refresh_at = at
-        self._scheduler.schedule(entry.name, at, lambda: self._job(entry))
+        self._scheduler.schedule(entry.key, at, lambda: self._job(entry))
 
     def _job(self, entry: Entry) -> None:
         entry.next_refresh_at = None
@@ -274,67 +372,82 @@ class Manager:
                 return entry.inflight
             future: Future[Credentials] = Future()
             entry.inflight = future
-        log.info("profile %s: refreshing (%s)", entry.name, reason)
-        self._pool.submit(self._run, entry, future)
+        log.info("%s: refreshing (%s)", entry.key, reason)
+        threading.Thread(
+            target=self._run, args=(entry, future), daemon=True, name=f"credd-refresh-{entry.key}"
+        ).start()
         return future
 
     def _run(self, entry: Entry, future: Future[Credentials]) -> None:
-        assert entry.source is not None
+        outcome: Credentials | CreddError
         try:
-            creds = entry.source.fetch()
+            outcome = entry.source.fetch()
+        except FromParent as exc:
+            outcome = exc.error
+            self._failed(entry, exc.error, from_parent=True)
         except CreddError as exc:
+            outcome = exc
             self._failed(entry, exc)
-            self._finish(entry, future, exc)
         except Exception as exc:  # a bug or an unexpected library error: never leak its text
-            log.error("profile %s: unexpected %s during refresh", entry.name, type(exc).__name__)
-            err = CreddError(
-                f"unexpected {type(exc).__name__} while refreshing {entry.name!r}",
+            log.error("%s: unexpected %s during refresh", entry.key, type(exc).__name__)
+            outcome = CreddError(
+                f"unexpected {type(exc).__name__} while refreshing {entry.node.profile.name!r}",
                 hint="see the daemon's log; credd retries with backoff",
             )
-            self._failed(entry, err, transient=True)
-            self._finish(entry, future, err)
+            self._failed(entry, outcome, transient=True)
         else:
-            self._succeeded(entry, creds)
-            self._finish(entry, future, creds)
-
-    @staticmethod
-    def _finish(entry: Entry, future: Future[Credentials], outcome: Any) -> None:
+            self._succeeded(entry, outcome)
         with entry.lock:
             entry.inflight = None
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, CreddError):
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
 
     def _succeeded(self, entry: Entry, creds: Credentials) -> None:
-        assert entry.source is not None and entry.profile is not None
         now = self._clock.now()
         with entry.lock:
             entry.creds = creds
             entry.state = "fresh"
             entry.error = None
             entry.waiting_for = None
-            entry.failures = 0
-            entry.mfa_failures = 0
+            entry.failures = entry.mfa_failures = 0
+            entry.blocked_by_parent = False
             entry.last_refresh_at = now
-        self._write_file(entry, creds)
+        self._write_files(entry, creds)
         if creds.expiration is not None and self._running:
             at = self.policy.refresh_at(
                 now, creds.expiration, unattended=entry.source.unattended, rng=self._rng
             )
             self._schedule(entry, max(at, now + timedelta(seconds=1)))
+        for child_key in entry.children:  # roles that were waiting on this session
+            child = self._nodes.get(child_key)
+            if child is not None and child.blocked_by_parent and self._running:
+                self._schedule(child, now)
 
-    def _failed(self, entry: Entry, exc: CreddError, *, transient: bool | None = None) -> None:
-        assert entry.source is not None
+    def _failed(
+        self,
+        entry: Entry,
+        exc: CreddError,
+        *,
+        transient: bool | None = None,
+        from_parent: bool = False,
+    ) -> None:
         now = self._clock.now()
         transient = exc.transient if transient is None else transient
         retry_at: datetime | None = None
         with entry.lock:
             entry.error = exc
+            entry.blocked_by_parent = from_parent
             if isinstance(exc, NeedsPerson):
-                entry.state = "needs_mfa"
-                entry.error = None
+                entry.state, entry.error = "needs_mfa", None
                 entry.waiting_for = exc.hint or "a person"
+            elif from_parent:
+                entry.state = "backoff" if transient else "error"
+                entry.waiting_for = exc.hint
+                if transient:
+                    entry.failures += 1
+                    retry_at = now + self.policy.backoff(entry.failures, rng=self._rng)
             elif isinstance(exc, MfaCodeRejected) and entry.source.unattended:
                 entry.mfa_failures += 1
                 if entry.mfa_failures <= self.policy.mfa_retries:
@@ -342,10 +455,12 @@ class Manager:
                     retry_at = now + timedelta(seconds=STEP)
                 else:
                     entry.state = "error"
-                    entry.waiting_for = f"a fix of the MFA setup, then: credd refresh {entry.name}"
+                    entry.waiting_for = (
+                        f"a fix of the MFA setup, then: credd refresh {entry.node.profile.name}"
+                    )
             elif isinstance(exc, MfaCodeRejected):
                 entry.state = "needs_mfa"
-                entry.waiting_for = f"a correct MFA code: run credd mfa {entry.name}"
+                entry.waiting_for = f"a correct MFA code: run credd mfa {entry.node.base}"
             elif transient:
                 entry.failures += 1
                 entry.state = "backoff"
@@ -353,21 +468,34 @@ class Manager:
             else:
                 entry.state = "error"
                 entry.waiting_for = exc.hint
-        log.warning("profile %s: refresh failed: %s", entry.name, exc)
+        log.warning("%s: refresh failed: %s", entry.key, exc)
         if retry_at is not None and self._running:
             self._schedule(entry, retry_at)
         else:
             entry.next_refresh_at = None
 
-    def _write_file(self, entry: Entry, creds: Credentials) -> None:
-        prof = entry.profile
-        if self._writer is None or prof is None or prof.file_profile is None:
+    # -- internals: files and status -------------------------------------------------------
+
+    def _write_files(self, entry: Entry, creds: Credentials) -> None:
+        if self._writer is None:
             return
-        extra = {"region": prof.region} if prof.region else {}
+        with self._lock:
+            served = [
+                r.plan.target.profile
+                for r in self._profiles.values()
+                if r.plan is not None and r.plan.target.key == entry.key
+            ]
+        writes = [
+            SectionWrite(p.file_profile, p.name, creds, {"region": p.region} if p.region else {})
+            for p in served
+            if p.file_profile
+        ]
+        if not writes:
+            return
         try:
-            self._writer.write([SectionWrite(prof.file_profile, prof.name, creds, extra)])
+            self._writer.write(writes)
         except CreddError as exc:
-            log.warning("profile %s: credentials file not written: %s", prof.name, exc)
+            log.warning("%s: credentials file not written: %s", entry.key, exc)
             entry.file_error = exc
         else:
             entry.file_error = None
@@ -380,26 +508,64 @@ class Manager:
         except CreddError as exc:
             log.warning("profile %s: could not remove its file section: %s", prof.name, exc)
 
-    def _status(self, entry: Entry) -> ProfileStatus:
-        source = entry.source
-        mfa_source = _safe(lambda: source.mfa_source) if source else None
+    def _status(self, ref: ProfileRef, plan: Plan) -> ProfileStatus:
+        entry = self._nodes[plan.target.key]
+        code_node = plan.code_node()
+        code_entry = self._nodes[code_node.key] if code_node else None
+        mfa_source = _safe(lambda: code_entry.source.mfa_source) if code_entry else None
+        waiting = entry.waiting_for
+        if waiting is None and code_entry is not None and code_entry.state == "needs_mfa":
+            waiting = code_entry.waiting_for  # asked ahead while the role is still fresh
         with entry.lock:
             state = "refreshing" if entry.inflight is not None else entry.state
             err = entry.error or entry.file_error
             creds = entry.creds
             return ProfileStatus(
-                name=entry.name,
-                kind=entry.profile.kind if entry.profile else "unknown",
+                name=ref.name,
+                kind=ref.kind,
                 state=state,
                 expires_at=creds.expiration if creds else None,
                 next_refresh_at=entry.next_refresh_at,
-                waiting_for=entry.waiting_for,
+                waiting_for=waiting,
                 error=err.to_json() if err else None,
                 mfa_source=mfa_source,
-                file_profile=entry.profile.file_profile if entry.profile else None,
+                file_profile=plan.target.profile.file_profile,
                 last_refresh_at=entry.last_refresh_at,
                 key_id=creds.masked_key_id if creds else None,
+                plan=self._explain(plan, mfa_source, code_entry),
             )
+
+    def _explain(self, plan: Plan, mfa_source: str | None, code_entry: Entry | None) -> str:
+        text = explain(plan, mfa_source)
+        if code_entry is None or mfa_source != "person":
+            return text
+        if code_entry.state == "needs_mfa":
+            return text + f" A person is needed now: credd mfa {plan.profile}."
+        creds = code_entry.creds
+        if creds is not None and creds.expiration is not None:
+            lead = self.policy.lead(
+                creds.expiration - (code_entry.last_refresh_at or creds.expiration),
+                unattended=False,
+            )
+            return text + f" Next request: {isoformat_z(creds.expiration - lead)}."
+        return text
+
+
+def _parents_first(nodes: dict[str, Node]) -> list[str]:
+    def depth(node: Node) -> int:
+        return 0 if node.parent is None else 1 + depth(node.parent)
+
+    return sorted(nodes, key=lambda k: depth(nodes[k]))
+
+
+def _none() -> Credentials:
+    raise ConfigError("this node has no parent")
+
+
+def _configured_code_source(profile: ManagedProfile) -> str:
+    if profile.mfa_source:
+        return profile.mfa_source
+    return "process" if profile.mfa_process else "person"
 
 
 def _safe(fn: Callable[[], str | None]) -> str | None:

@@ -92,6 +92,7 @@ class ProfileStatus:
     file_profile: str | None = None
     last_refresh_at: datetime | None = None
     key_id: str | None = None  # masked: "...ABCD"
+    plan: str | None = None  # how credd gets these credentials, in a sentence or two
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         """The documented ``status --json`` object for one profile (see docs/cli.md)."""
@@ -121,4 +122,5 @@ class ProfileStatus:
             "file_profile": self.file_profile,
             "last_refresh_at": ts(self.last_refresh_at),
             "key_id": self.key_id,
+            "plan": self.plan,
         }

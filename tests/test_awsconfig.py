@@ -96,7 +96,6 @@ def test_managed_profiles_and_defaults(files: Path) -> None:
         ("bad-duration", "900 s .* to 129600 s"),
         ("bad-source", "not one of totp, process, person"),
         ("process-without-command", "no mfa_process"),
-        ("role", "assumes a role"),
         ("clash", "also used by 'work'|is also used"),
     ],
 )

@@ -27,6 +27,7 @@ from credd.errors import (
 )
 from credd.manager import Manager
 from credd.models import Credentials
+from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 
 HOUR = 3600
@@ -96,10 +97,11 @@ def make(
     policy: RefreshPolicy | None = None,
 ) -> tuple[Manager, ManualScheduler]:
     scheduler = ManualScheduler(clock)
-    factory: Callable[[ManagedProfile], ScriptedSource] = lambda p: sources[p.name]  # noqa: E731
-    manager = Manager(
-        source_factory=factory, scheduler=scheduler, clock=clock, policy=policy, workers=2
-    )
+
+    def factory(node: Node, _parent: Callable[[], Credentials]) -> ScriptedSource:
+        return sources[node.profile.name]
+
+    manager = Manager(source_factory=factory, scheduler=scheduler, clock=clock, policy=policy)
     config = AwsConfig(
         profiles={},
         managed={n: profile(n, s.duration) for n, s in sources.items()},
@@ -180,7 +182,7 @@ def test_transient_failures_back_off_exponentially_and_keep_serving(clock: FakeC
     manager, sched = make(clock, {"p": src})
     sched.run_for(1)
     held = manager.credentials("p")
-    sched.run_until(sched.pending()["p"] - timedelta(seconds=1))
+    sched.run_until(sched.pending()["session:p"] - timedelta(seconds=1))
     src.failures = [AwsUnreachable("down") for _ in range(8)]
     times = []
     start_calls = src.calls
@@ -229,7 +231,7 @@ def test_many_callers_at_once_share_one_refresh(clock: FakeClock) -> None:
     src.gate = threading.Event()
     scheduler = ManualScheduler(clock)
     manager = Manager(
-        source_factory=lambda p: src, scheduler=scheduler, clock=clock, wait_timeout=10
+        source_factory=lambda node, parent: src, scheduler=scheduler, clock=clock, wait_timeout=10
     )
     manager.load(AwsConfig(profiles={}, managed={"p": profile("p")}, broken={}))
     results: list[Credentials] = []
@@ -284,7 +286,7 @@ def test_reload_keeps_unchanged_sessions_and_drops_removed(clock: FakeClock) -> 
     assert [s.name for s in manager.status()] == ["a", "c"]
     assert manager.credentials("a") == held and a.calls == 1
     assert manager.credentials("c").access_key_id and c.calls == 1
-    assert "b" not in sched.pending()
+    assert "session:b" not in sched.pending()
     manager.stop()
 
 
@@ -292,7 +294,7 @@ def test_first_request_waits_for_the_first_fetch_or_says_not_ready(clock: FakeCl
     src = ScriptedSource(clock, 12 * HOUR)
     src.gate = threading.Event()
     manager = Manager(
-        source_factory=lambda p: src,
+        source_factory=lambda node, parent: src,
         scheduler=ManualScheduler(clock),
         clock=clock,
         wait_timeout=0.05,

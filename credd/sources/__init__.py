@@ -1,27 +1,27 @@
-"""Credential sources: one file per profile kind, each with one verb, ``fetch()``.
+"""Credential sources: one file per kind of STS call, each with one verb, ``fetch()``.
 
-Caching, scheduling and retries live outside the sources (in :mod:`credd.manager`).
-:func:`build_source` is the one place that chooses a source for a profile, and logs why.
+Caching, scheduling, retries and sharing live outside the sources (in :mod:`credd.manager`).
+:func:`build_source` is the one place that turns a plan node into a source, and logs why.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from credd.awsclients import ClientFactory
-from credd.awsconfig import ManagedProfile
 from credd.clock import Clock
-from credd.errors import ConfigError
 from credd.mfa import CodeLedger
 from credd.models import Credentials
+from credd.planner import Node
 from credd.secrets import SecretStore
 
 log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
-    """Obtains fresh credentials for one profile."""
+    """Obtains fresh credentials for one plan node."""
 
     kind: str
 
@@ -41,24 +41,39 @@ class Source(Protocol):
 
 
 def build_source(
-    profile: ManagedProfile,
+    node: Node,
+    parent: Callable[[], Credentials],
     *,
     secrets: SecretStore,
     clients: ClientFactory,
     ledger: CodeLedger,
     clock: Clock,
+    environ: Mapping[str, str] | None = None,
 ) -> Source:
-    """Choose the source for ``profile``."""
-    if profile.kind == "session-token":
+    """The source for ``node``; ``parent`` gives the parent node's credentials."""
+    if node.kind == "session-token":
         from credd.sources.session_token import SessionTokenSource
 
-        log.info(
-            "profile %s: MFA session via sts:GetSessionToken for %d s (code source: %s)",
-            profile.name,
-            profile.duration_seconds,
-            profile.mfa_source or "auto",
-        )
+        log.info("%s: sts:GetSessionToken for %d s", node.key, node.duration)
         return SessionTokenSource(
-            profile, secrets=secrets, clients=clients, ledger=ledger, clock=clock
+            node.profile, secrets=secrets, clients=clients, ledger=ledger, clock=clock
         )
-    raise ConfigError(f"profile {profile.name!r}: no source for kind {profile.kind!r}")
+    from credd.sources.assume_role import AssumeRoleSource
+    from credd.sources.keys import environment_keys, long_term_keys
+
+    base = node.base_profile
+    if node.parent is not None:
+        getter = parent
+        origin = f"the credentials of {node.parent.key}"
+    elif base is not None:
+        getter = lambda: long_term_keys(base, secrets)  # noqa: E731
+        origin = f"the long-term keys of {base.name!r}" + (
+            " with an MFA code" if node.with_code else ""
+        )
+    else:
+        getter = lambda: environment_keys(node.profile.name, environ)  # noqa: E731
+        origin = "the daemon's environment"
+    log.info("%s: sts:AssumeRole for %d s from %s", node.key, node.duration, origin)
+    return AssumeRoleSource(
+        node, parent=getter, secrets=secrets, clients=clients, ledger=ledger, clock=clock
+    )

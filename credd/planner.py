@@ -1,0 +1,256 @@
+"""How to get credentials for each profile with the fewest requests to a person, within STS rules.
+
+A plan is a chain of *nodes*; each node is one STS call credd repeats on its own schedule:
+
+- ``session:U`` — ``GetSessionToken`` for IAM user profile U with an MFA code: one per user (and so
+  per MFA device), shared by U itself and by every role reached through U;
+- ``role:R`` — ``AssumeRole`` for role profile R, from its parent node's credentials, or straight
+  from long-term keys (or the environment) when no MFA is involved;
+- ``direct:R`` — ``AssumeRole`` for R straight from U's long-term keys *with* an MFA code: what a
+  role session longer than 1 h needs, chosen only when U's code source is unattended.
+
+The rules (facts.md): a role assumed from session credentials or from another role is capped at
+1 h; ``GetSessionToken`` lasts up to 36 h and feeds any number of ``AssumeRole`` calls without
+further codes. So with one MFA device and a dozen roles, a person types one code per MFA session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from credd.awsconfig import CHAIN_CAP, AwsConfig, ManagedProfile, profile_settings
+from credd.errors import ConfigError
+
+CodeSourceOf = Callable[[ManagedProfile], str]  # "totp" | "process" | "person"
+
+
+@dataclass(frozen=True)
+class Node:
+    key: str
+    kind: str  # "session-token" | "assume-role"
+    profile: ManagedProfile  # whose settings make the call (user for sessions, role for roles)
+    parent: Node | None  # None: from long-term keys, or the environment
+    base: str  # the profile holding the long-term keys ("" for the environment)
+    with_code: bool  # the call carries an MFA code
+    duration: int
+    base_profile: ManagedProfile | None = None  # the IAM user with the keys (None: environment)
+
+    @property
+    def code_profile(self) -> str | None:
+        """The profile whose MFA device and code source this node's call uses."""
+        return self.base if self.with_code else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    target: Node
+
+    def nodes(self) -> list[Node]:
+        """Base first, target last."""
+        out: list[Node] = []
+        node: Node | None = self.target
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out[::-1]
+
+    def code_node(self) -> Node | None:
+        """The node that takes MFA codes, if any."""
+        return next((n for n in self.nodes() if n.with_code), None)
+
+
+def _hours(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+_SOURCES = {
+    "totp": "the TOTP seed in the keyring",
+    "process": "mfa_process",
+    "person": "a person (credd mfa)",
+}
+
+
+def explain(plan: Plan, code_source: str | None) -> str:
+    """One or two sentences: which calls, which durations, when a person is needed."""
+    parts: list[str] = []
+    for node in plan.nodes():
+        if node.kind == "session-token":
+            parts.append(
+                f"MFA session of {node.base!r} (GetSessionToken, {_hours(node.duration)}, "
+                f"codes from {_SOURCES.get(code_source or '', 'an MFA code')})"
+            )
+            continue
+        role = node.profile.role
+        arn = role.role_arn if role else "?"
+        if node.with_code:
+            how = (
+                f"straight from the keys of {node.base!r} with an MFA code from "
+                f"{_SOURCES.get(code_source or '', 'an MFA code')} (role sessions over 1 h need it)"
+            )
+        elif node.parent is None:
+            how = (
+                "from the environment's keys"
+                if not node.base
+                else f"from the keys of {node.base!r}"
+            )
+        elif node.parent.kind == "session-token":
+            how = "from that MFA session (no code needed; capped at 1 h)"
+        else:
+            how = f"from the role session of {node.parent.profile.name!r} (chained: capped at 1 h)"
+        parts.append(f"AssumeRole {arn} for {_hours(node.duration)} {how}")
+    text = "; then ".join(parts) + "."
+    if plan.code_node() is None:
+        return text + " No MFA: nobody is ever asked."
+    if code_source == "person":
+        return text + " A person is asked once per MFA session, 1 h before it ends."
+    return text + " Unattended: nobody is asked."
+
+
+def _settings(config: AwsConfig, name: str, chain: list[str]) -> ManagedProfile:
+    managed = config.managed.get(name)
+    if managed is not None:
+        return managed
+    if name not in config.profiles:
+        raise ConfigError(
+            f"profile {chain[0]!r}: source profile {name!r} does not exist "
+            f"(chain: {' -> '.join([*chain, name])})",
+            hint=f"add [profile {name}] or fix source_profile",
+        )
+    raw: Mapping[str, Any] = config.profiles[name]
+    try:
+        return profile_settings(name, raw, config.session_minimum)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"profile {chain[0]!r}: its source {name!r} is not usable: {exc.message}",
+            hint=exc.hint,
+        ) from None
+
+
+def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan:
+    """The plan for managed profile ``name``; ``ConfigError`` naming the chain when impossible."""
+    target = config.managed[name]
+    if target.role is None:
+        node = Node(
+            f"session:{name}",
+            "session-token",
+            target,
+            None,
+            name,
+            True,
+            target.duration_seconds,
+            target,
+        )
+        return Plan(name, node)
+
+    # Walk source_profile links down to the profile with keys (or credential_source).
+    chain = [target]
+    names = [name]
+    current = target
+    while current.role is not None and current.role.source_profile:
+        source = current.role.source_profile
+        if source in names:
+            raise ConfigError(
+                f"profile {name!r}: source_profile loops: {' -> '.join([*names, source])}",
+                hint="make the chain end at a profile with keys",
+            )
+        current = _settings(config, source, names)
+        chain.append(current)
+        names.append(source)
+
+    base = chain[-1]
+    device = next((p.mfa_serial for p in chain if p.mfa_serial), None)
+    mfa = device is not None or (base.role is None and base.name in config.managed)
+    for p in chain:
+        if p.mfa_serial and device and p.mfa_serial != device:
+            raise ConfigError(
+                f"profile {name!r}: two MFA devices in one chain ({device}, {p.mfa_serial})",
+                hint="credd uses one MFA session per chain; keep one mfa_serial",
+            )
+
+    parent: Node | None
+    if base.role is not None:  # credential_source = Environment: the base is itself a role
+        if mfa:
+            raise ConfigError(
+                f"profile {name!r}: MFA with credential_source is not supported",
+                hint="use source_profile with an IAM user profile for MFA",
+            )
+        first, hops = base, chain[-2::-1]
+        parent = Node(
+            f"role:{first.name}",
+            "assume-role",
+            first,
+            None,
+            "",
+            False,
+            first.role.duration_seconds if first.role else CHAIN_CAP,
+            None,
+        )
+    else:
+        first = chain[-2]
+        hops = chain[-3::-1]
+        assert first.role is not None
+        duration = first.role.duration_seconds
+        if not mfa:
+            parent = Node(
+                f"role:{first.name}", "assume-role", first, None, base.name, False, duration, base
+            )
+        elif duration <= CHAIN_CAP:
+            session = Node(
+                f"session:{base.name}",
+                "session-token",
+                base,
+                None,
+                base.name,
+                True,
+                base.duration_seconds,
+                base,
+            )
+            parent = Node(
+                f"role:{first.name}",
+                "assume-role",
+                first,
+                session,
+                base.name,
+                False,
+                duration,
+                base,
+            )
+        elif code_source_of(base) != "person":
+            parent = Node(
+                f"direct:{first.name}", "assume-role", first, None, base.name, True, duration, base
+            )
+        else:
+            raise ConfigError(
+                f"profile {first.name!r}: duration_seconds = {duration} needs a fresh MFA code "
+                "at every renewal, and codes for it come from a person; credd assumes roles "
+                "from one shared MFA session instead, which STS caps at 1 h per role session",
+                hint=f"set duration_seconds = 3600 or less, or store a TOTP seed: "
+                f"credd totp set {base.name}",
+            )
+    for hop in hops:
+        assert hop.role is not None
+        if hop.role.duration_seconds > CHAIN_CAP:
+            raise ConfigError(
+                f"profile {hop.name!r}: duration_seconds = {hop.role.duration_seconds}, but a role "
+                f"assumed from another role is capped at 1 h by STS (chain: "
+                f"{' -> '.join(names)})",
+                hint="set duration_seconds = 3600 or less",
+            )
+        parent = Node(
+            f"role:{hop.name}",
+            "assume-role",
+            hop,
+            parent,
+            parent.base,
+            False,
+            hop.role.duration_seconds,
+            parent.base_profile,
+        )
+    return Plan(name, parent)

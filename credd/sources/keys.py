@@ -1,0 +1,91 @@
+"""Where a chain starts: long-term keys (keyring first, then the AWS files) or the environment,
+and the IAM user's MFA device (``mfa_serial``, else discovered once with iam:ListMFADevices)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+
+from credd.awsclients import ClientFactory
+from credd.awsconfig import ManagedProfile
+from credd.errors import ConfigError, SecretMissing, SecretStoreError
+from credd.models import Credentials
+from credd.secrets import SecretStore
+from credd.sources.aws_errors import translate
+
+log = logging.getLogger(__name__)
+
+
+def long_term_keys(profile: ManagedProfile, secrets: SecretStore) -> Credentials:
+    """The IAM user's keys: keyring preferred; the files when the keyring has none or is down."""
+    raw = profile.raw
+    in_files = bool(raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"))
+    try:
+        keys = secrets.get_long_term_keys(profile.name)
+    except SecretStoreError as exc:
+        if not in_files:
+            raise
+        log.info(
+            "profile %s: keyring unusable (%s); using keys from the files", profile.name, exc.code
+        )
+        keys = None
+    if keys is not None:
+        return keys
+    if in_files:
+        return Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
+    raise SecretMissing(
+        f"no long-term keys for profile {profile.name!r} in the keyring or the AWS files",
+        hint=f"store them: credd keys set {profile.name}",
+    )
+
+
+def environment_keys(profile: str, environ: Mapping[str, str] | None = None) -> Credentials:
+    """``credential_source = Environment``: the daemon's own ``AWS_ACCESS_KEY_ID`` & co."""
+    env = os.environ if environ is None else environ
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        raise ConfigError(
+            f"profile {profile!r} uses credential_source = Environment, but the daemon's "
+            "environment has no AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+            hint="set them in the daemon's environment, or use source_profile",
+        )
+    return Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
+
+
+class MfaDevice:
+    """The MFA device of one IAM user profile; discovered at most once."""
+
+    def __init__(self, profile: ManagedProfile, clients: ClientFactory) -> None:
+        self._profile = profile
+        self._clients = clients
+        self._serial = profile.mfa_serial
+        self._lock = threading.Lock()
+
+    def serial(self, keys: Credentials) -> str:
+        with self._lock:
+            if self._serial:
+                return self._serial
+        name = self._profile.name
+        iam = self._clients.client("iam", name, keys)
+        try:
+            devices = iam.list_mfa_devices().get("MFADevices", [])
+        except Exception as exc:
+            raise translate(exc, profile=name, action="iam:ListMFADevices") from None
+        if not devices:
+            raise ConfigError(
+                f"profile {name!r}: the IAM user has no MFA device",
+                hint="assign one in IAM, or set mfa_serial in the AWS config",
+            )
+        if len(devices) > 1:
+            log.warning(
+                "profile %s: %d MFA devices; using the first (set mfa_serial to choose)",
+                name,
+                len(devices),
+            )
+        serial = str(devices[0]["SerialNumber"])
+        log.info("profile %s: discovered MFA device %s", name, serial)
+        with self._lock:
+            self._serial = serial
+        return serial
