@@ -5,7 +5,9 @@
 1. Socket credential fetch, p50/p99, 1 and 64 concurrent clients, one connection per request
    (what ``credential_process`` does) and keep-alive, against a bare asyncio echo server on a
    unix socket (connect + send + recv + close, same concurrency). Target: p50 within 3x.
-2. ``credd get PROFILE`` wall time against ``python -c pass`` (same interpreter; target within
+2. The loopback container endpoint (bench/endpoint.py): the same four rows over 127.0.0.1 TCP,
+   against a bare asyncio TCP echo server in the same run.
+3. ``credd get PROFILE`` wall time against ``python -c pass`` (same interpreter; target within
    1.3x) and ``/usr/bin/aws configure export-credentials`` on a static-key profile (target at
    least 5x faster). Runs are interleaved so drift hits both sides alike.
 
@@ -32,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import endpoint as endpoint_section  # noqa: E402
 from credd.client import build_request, connect, exchange  # noqa: E402
 
 PROFILE = "bench"
@@ -373,16 +376,20 @@ def main(argv: list[str]) -> int:
             raise RuntimeError("bench servers did not start")
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, servers pid {servers.pid}")
         sockets = socket_bench(base, args.quick)
+        endpoint = endpoint_section.endpoint_bench(base, args.quick, measure, pct)
         get = get_bench(base, args.quick)
     finally:
         if servers.stdin is not None:
             servers.stdin.close()
         servers.wait(10)
         shutil.rmtree(base, ignore_errors=True)
-    misses = report(sockets, get)
+    misses = endpoint_section.report(endpoint) + report(sockets, get)
     if args.json:
         args.json.write_text(
-            json.dumps({"socket": sockets, "get": get, "misses": misses}, indent=2) + "\n"
+            json.dumps(
+                {"socket": sockets, "endpoint": endpoint, "get": get, "misses": misses}, indent=2
+            )
+            + "\n"
         )
     return 1 if (args.check and misses) else 0
 

@@ -1,13 +1,16 @@
 """The servers the benchmark talks to, run in their own process (so client and server do not
-share a GIL): credd's real unix-socket server over the in-memory backend, and a bare asyncio
-echo server on another socket as the floor.
+share a GIL): credd's real unix-socket server and loopback container endpoint over the in-memory
+backend, and bare asyncio echo servers (a unix socket, and TCP on 127.0.0.1) as the floors.
 
-    python bench/servers.py DIR      # prints "ready" once both listen; exits when stdin closes
+    python bench/servers.py DIR      # prints "ready" once all listen; exits when stdin closes
+
+The endpoint's port and token are written to ``DIR/endpoint.json`` with the TCP echo's port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 from datetime import timedelta
@@ -16,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from credd.clock import SystemClock
+from credd.endpoint import ensure_token
 from credd.models import Credentials
 from credd.server.api import Api
+from credd.server.container import ContainerApi, LoopbackServer
 from credd.server.memory import MemoryBackend
 from credd.server.unix import Limits, UnixServer
 
@@ -48,15 +53,21 @@ class _Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
-def start_echo(path: Path) -> None:
-    """A bare echo server on its own asyncio loop thread (the same runtime credd's server uses)."""
+def start_echo(path: Path | None) -> int:
+    """A bare echo server on its own asyncio loop thread (the same runtime credd's server uses):
+    on the unix socket ``path``, or on 127.0.0.1 (any free port, returned) when ``None``."""
     ready = threading.Event()
+    port: list[int] = []
 
     def run() -> None:
         loop = asyncio.new_event_loop()
 
         async def serve() -> None:
-            await loop.create_unix_server(_Echo, str(path), backlog=512)
+            if path is not None:
+                await loop.create_unix_server(_Echo, str(path), backlog=512)
+            else:
+                server = await loop.create_server(_Echo, "127.0.0.1", 0, backlog=512)
+                port.append(server.sockets[0].getsockname()[1])
             ready.set()
             await asyncio.Event().wait()
 
@@ -64,6 +75,7 @@ def start_echo(path: Path) -> None:
 
     threading.Thread(target=run, daemon=True).start()
     ready.wait()
+    return port[0] if port else 0
 
 
 def main(argv: list[str]) -> int:
@@ -75,8 +87,18 @@ def main(argv: list[str]) -> int:
     )
     server.start()
     start_echo(base / "echo.sock")
+    token = ensure_token(base / "credd" / "endpoint-token")
+    endpoint = LoopbackServer(
+        ContainerApi(bench_backend(), token), port=0, limits=Limits(max_connections=1024)
+    )
+    endpoint.start()
+    echo_port = start_echo(None)
+    (base / "endpoint.json").write_text(
+        json.dumps({"port": endpoint.port, "token": token, "echo_port": echo_port})
+    )
     print("ready", flush=True)
     sys.stdin.read()  # until the driver closes our stdin
+    endpoint.stop(2.0)
     server.stop(2.0)
     return 0
 

@@ -38,9 +38,11 @@ def _profile_arg(args: argparse.Namespace) -> str:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from credd.daemon import run
+    from credd.endpoint import EndpointSettings
     from credd.paths import socket_path
 
-    return run(socket_path(override=args.socket), log_level=args.log_level)
+    endpoint = EndpointSettings.resolve(port=args.endpoint_port, disabled=args.no_endpoint)
+    return run(socket_path(override=args.socket), log_level=args.log_level, endpoint=endpoint)
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -91,6 +93,16 @@ def render_status(status: dict[str, Any], out: TextIO) -> None:
             out.write(f"\n{p['name']}: {p['error']['message']}\n")
     daemon = status.get("daemon", {})
     out.write(f"\ncredd {daemon.get('version', '?')}, pid {daemon.get('pid', '?')}\n")
+    endpoint = daemon.get("endpoint")
+    if isinstance(endpoint, dict):
+        if endpoint.get("url"):
+            out.write(f"container endpoint: {endpoint['url']}PROFILE\n")
+        elif endpoint.get("error"):
+            out.write(f"container endpoint: not serving: {endpoint['error'].get('message')}\n")
+        else:
+            out.write("container endpoint: off\n")
+        if endpoint.get("note") and endpoint.get("url"):
+            out.write(f"  note: {endpoint['note']}\n")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -226,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("daemon", cmd_daemon, "run the daemon in the foreground (stops on SIGTERM/SIGINT)")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING, ERROR")
+    p.add_argument(
+        "--endpoint-port",
+        metavar="N",
+        help="the container endpoint's port on 127.0.0.1 (default: $CREDD_ENDPOINT_PORT, else "
+        "20000 + uid %% 10000; 0 = any free port); see docs/container-endpoint.md",
+    )
+    p.add_argument("--no-endpoint", action="store_true", help="do not serve the container endpoint")
 
     p = add("status", cmd_status, "show every managed profile; exit 0 only when all are fresh")
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="show only this profile")
@@ -290,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.cli_secrets import register
 
     register(sub)
+    from credd.exec_env import register as register_exec
+
+    register_exec(sub)
 
     add("version", cmd_version, "print credd's version", socket=False)
     return parser

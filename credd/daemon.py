@@ -12,21 +12,27 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from credd import awsconfig
 from credd.awsclients import ClientFactory
 from credd.clock import Clock, SystemClock
+from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import CreddError, SecretStoreError
 from credd.manager import Manager
 from credd.mfa import CodeLedger
+from credd.models import Credentials
+from credd.planner import Node
 from credd.refresher import ApsScheduler, RefreshPolicy
 from credd.secrets import SecretStore
 from credd.server.api import Api
+from credd.server.container import ContainerApi, LoopbackServer, PortInUse
 from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
+from credd.sources.codes import ProfileCodes
 from credd.writers import CredentialsFileWriter
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,7 @@ class Daemon:
         policy: RefreshPolicy | None = None,
         secrets: SecretStore | None = None,
         environ: Mapping[str, str] | None = None,
+        endpoint: EndpointSettings | None = None,
     ) -> None:
         self.socket = socket
         self.clock = clock or SystemClock()
@@ -86,19 +93,30 @@ class Daemon:
             writer=CredentialsFileWriter(),
             policy=policy,
             socket_path=str(socket),
+            code_source_of=self._code_source_of,
         )
         self.server = UnixServer(socket, Api(self.manager, self.clock))
+        self.endpoint_settings = endpoint or EndpointSettings.resolve(environ=self.environ)
+        self.endpoint: LoopbackServer | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
 
-    def _source(self, profile: awsconfig.ManagedProfile) -> Source:
+    def _source(self, node: Node, parent: Callable[[], Credentials]) -> Source:
         return build_source(
-            profile,
+            node,
+            parent,
             secrets=self.secrets,
             clients=self.clients,
             ledger=self.ledger,
             clock=self.clock,
+            environ=self.environ,
         )
+
+    def _code_source_of(self, profile: awsconfig.ManagedProfile) -> str:
+        try:
+            return ProfileCodes(profile, self.secrets, self.clock).configured().name
+        except CreddError:
+            return "person"  # unknown (keyring down): plan for the strictest case
 
     def reload(self) -> None:
         """Reread the AWS files; keep sessions of profiles whose settings did not change."""
@@ -120,6 +138,7 @@ class Daemon:
             log.warning("secret store not usable: %s", exc)
         self.manager.load(config)
         self.server.start()
+        self.start_endpoint()
         self.scheduler.start()
         self.manager.start()
         log.info(
@@ -129,6 +148,48 @@ class Daemon:
             len(config.managed) + len(config.broken),
             len(config.broken),
         )
+
+    def start_endpoint(self) -> None:
+        """Start the container endpoint. Failing to is logged and shown in ``status``: the
+        unix socket keeps serving either way."""
+        settings = self.endpoint_settings
+        info: dict[str, Any] = {
+            "state": "off", "url": None, "port": None, "token_file": None,
+            "error": None, "note": None,
+        }  # fmt: skip
+        self.manager.info_extra["endpoint"] = info
+        if not settings.enabled:
+            info["note"] = "turned off (--no-endpoint or CREDD_ENDPOINT_PORT=off)"
+            log.info("container endpoint: off")
+            return
+        path = token_path(self.environ)
+        wanted = settings.wanted_port()
+        try:
+            api = ContainerApi(self.manager, ensure_token(path))
+            server = LoopbackServer(api, port=wanted)
+            try:
+                server.start()
+            except PortInUse as exc:
+                if settings.explicit:
+                    raise
+                log.error(
+                    "container endpoint: the default port %d is taken (%s); using a free port",
+                    wanted,
+                    exc.message,
+                )
+                server = LoopbackServer(api, port=0)
+                server.start()
+                info["note"] = (
+                    f"the default port {wanted} was taken; using port {server.port} until "
+                    "restart (choose one with --endpoint-port / CREDD_ENDPOINT_PORT)"
+                )
+        except CreddError as exc:
+            log.error("container endpoint not started: %s; the unix socket still serves", exc)
+            info.update(state="error", port=wanted, error=exc.to_json())
+            return
+        self.endpoint = server
+        info.update(state="serving", url=server.url, port=server.port, token_file=str(path))
+        log.info("container endpoint on %s (token in %s)", server.url, path)
 
     def stop(self) -> None:
         self._stop.set()
@@ -146,6 +207,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         log.info("credd stopping")
+        if self.endpoint is not None:
+            self.endpoint.stop()
         self.server.stop()
         self.manager.stop()
         self.scheduler.shutdown()
@@ -164,10 +227,12 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hup)
 
 
-def run(socket: Path, *, log_level: str | None = None) -> int:
+def run(
+    socket: Path, *, log_level: str | None = None, endpoint: EndpointSettings | None = None
+) -> int:
     """``credd daemon``: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     setup_logging(log_level)
-    daemon = Daemon(socket)
+    daemon = Daemon(socket, endpoint=endpoint)
     daemon.install_signal_handlers()
     try:
         daemon.start()

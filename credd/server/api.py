@@ -8,8 +8,8 @@ Paths (version 1; see docs/socket-api.md)::
     POST /v1/profiles/{profile}/refresh     (empty body or {}) -> {"profile": status}
 
 No I/O happens here: a transport builds the :class:`Request` and writes the :class:`Response`.
-The loopback container endpoint (issue 3) will be a second route table over the same
-:class:`~credd.server.http.Router`, with its own response shape and token check.
+The loopback container endpoint has its own handler (:mod:`credd.server.container`): its own
+response shape, token, ``Host`` and proxy checks.
 """
 
 from __future__ import annotations

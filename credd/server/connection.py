@@ -1,6 +1,7 @@
-"""One client connection of the unix-socket server: h11 state, limits, timers, hand-off.
+"""One client connection of a credd HTTP server: h11 state, limits, timers, hand-off.
 
-See :mod:`credd.server.unix` for the rules each connection follows.
+See :mod:`credd.server.unix` for the rules each connection follows; the server decides whom to
+admit (:meth:`~credd.server.base.HttpServer.admit`) and how errors look on the wire.
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ import h11
 
 from credd.errors import (
     CreddError,
-    Forbidden,
     NotReady,
     RequestError,
     RequestTimeout,
     RequestTooLarge,
 )
 from credd.server.http import Peer, Request, Response
-from credd.server.listener import peer_of
 
 if TYPE_CHECKING:
-    from credd.server.unix import UnixServer
+    from credd.server.base import HttpServer
 
 logger = logging.getLogger(__name__)
-
-_CLIENT_HINT = "talk to this socket with credd's client (credd status)"
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class Limits:
 class Connection(asyncio.Protocol):
     """One client connection: h11 state, timers, and at most one request in flight."""
 
-    def __init__(self, server: UnixServer) -> None:
+    def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.limits = server.limits
         self.h11 = h11.Connection(
@@ -74,26 +71,19 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         self.server.connections.add(self)
         try:
-            self.peer = peer_of(transport.get_extra_info("socket"))
+            self.peer, refusal = self.server.admit(transport.get_extra_info("socket"))
         except OSError:
             logger.warning("closing a connection whose peer could not be identified")
             self.abort()
             return
-        if self.peer.uid not in self.server.allowed_uids:
-            logger.warning(
-                "refused a connection from uid %s (pid %s): not allowed on this socket",
-                self.peer.uid,
-                self.peer.pid,
-            )
-            self.fail(
-                Forbidden(
-                    f"uid {self.peer.uid} may not use this credd socket",
-                    hint="each user runs their own credd daemon",
-                )
-            )
+        if refusal is not None:
+            self.fail(refusal)
             return
         if self.server.stopping or len(self.server.connections) > self.limits.max_connections:
-            logger.warning("refused a connection from pid %s: too many connections", self.peer.pid)
+            logger.warning(
+                "refused a connection from pid %s: too many connections",
+                self.peer.pid if self.peer else "?",
+            )
             self.fail(NotReady("credd has too many open connections", hint="try again shortly"))
             return
         self.arm(self.limits.header_timeout, self.on_header_timeout)
@@ -134,13 +124,19 @@ class Connection(asyncio.Protocol):
                 if exc.error_status_hint == 431:
                     self.fail(_too_large(limit))
                 else:
-                    self.fail(RequestError("the request is not valid HTTP/1.1", hint=_CLIENT_HINT))
+                    self.fail(
+                        RequestError(
+                            "the request is not valid HTTP/1.1", hint=self.server.client_hint
+                        )
+                    )
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
                 if event.http_version not in (b"1.1", b"1.0"):
-                    self.fail(RequestError("only HTTP/1.1 is spoken here", hint=_CLIENT_HINT))
+                    self.fail(
+                        RequestError("only HTTP/1.1 is spoken here", hint=self.server.client_hint)
+                    )
                     return
                 self.request = event
                 self.body.clear()
@@ -186,7 +182,9 @@ class Connection(asyncio.Protocol):
         try:
             future = self.server.executor.submit(self.server.api.handle, request)
         except RuntimeError:  # the pool is shutting down
-            self.answer(Response.error(NotReady("credd is stopping", hint="try again shortly")))
+            self.answer(
+                self.server.error_response(NotReady("credd is stopping", hint="try again shortly"))
+            )
             return
         self.pending = future
         self.arm(self.limits.handler_deadline, self.on_deadline)
@@ -204,7 +202,9 @@ class Connection(asyncio.Protocol):
         self.cancel_timer()
         if future.cancelled() or future.exception() is not None:
             # Api.handle never raises; this is the pool failing underneath it.
-            response = Response.error(NotReady("credd is stopping", hint="try again shortly"))
+            response = self.server.error_response(
+                NotReady("credd is stopping", hint="try again shortly")
+            )
         else:
             response = future.result()
         self.answer(response)
@@ -222,7 +222,7 @@ class Connection(asyncio.Protocol):
             self.limits.handler_deadline,
         )
         self.answer(
-            Response.error(
+            self.server.error_response(
                 NotReady("credd did not answer in time", hint="try again; see credd status")
             )
         )
@@ -294,7 +294,7 @@ class Connection(asyncio.Protocol):
     def fail(self, err: CreddError) -> None:
         """Answer with ``err`` (if HTTP still allows an answer) and close."""
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self.send(Response.error(err), close=True)
+            self.send(self.server.error_response(err), close=True)
         self.close()
 
     def close(self) -> None:

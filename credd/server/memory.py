@@ -33,6 +33,8 @@ class MemoryBackend:
         self.gate: threading.Event | None = None
         self.calls: list[tuple[str, str]] = []
         self.codes: list[tuple[str, str]] = []
+        #: more daemon facts for ``status`` (as the manager's: e.g. the container endpoint)
+        self.info_extra: dict[str, Any] = {}
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -69,6 +71,7 @@ class MemoryBackend:
             "pid": os.getpid(),
             "started_at": isoformat_z(self.started_at),
             "socket": self.socket,
+            **self.info_extra,
         }
 
     def status(self) -> list[ProfileStatus]:

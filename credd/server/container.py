@@ -1,0 +1,265 @@
+"""The loopback container-credentials endpoint: botocore's ``ContainerProvider`` contract.
+
+``GET http://127.0.0.1:PORT/v1/container-credentials/{profile}`` with ``Authorization: TOKEN``
+answers ``{"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "AccountId"?}``, the shape
+every AWS SDK reads from ``AWS_CONTAINER_CREDENTIALS_FULL_URI``. It shares the h11 connection
+machinery of the unix socket (:mod:`credd.server.base`); what differs:
+
+* it binds an IPv4 loopback address only (``127.0.0.1``), nothing else, ever;
+* each connection's owner is asked of the kernel (:mod:`credd.server.peeruid`; loopback TCP
+  has no ``SO_PEERCRED``): only the daemon's own uid is served, so a token that leaks to another
+  local user is useless to them;
+* every request must carry the token (compared with :func:`hmac.compare_digest`), a ``Host``
+  naming this endpoint (``127.0.0.1:PORT`` or ``localhost:PORT``; a DNS-rebinding defence), and
+  no proxy (``Forwarded``, ``Via``, ``X-Forwarded-*``, ``X-Real-IP``) or browser (``Origin``,
+  ``Sec-Fetch-*``) headers;
+* errors are ``{"code", "message", "hint"?}`` (the message says what to run), the shape the
+  ECS agent uses; botocore puts the body into the error it raises.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import ipaddress
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from credd.endpoint import HOST, PATH_PREFIX
+from credd.errors import ConfigError, CreddError, Forbidden, RequestError
+from credd.models import Credentials
+from credd.server.backend import Backend
+from credd.server.base import HttpServer
+from credd.server.connection import Limits
+from credd.server.http import Peer, Request, Response, decode_profile
+from credd.server.peeruid import TcpOwner, tcp_owner
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ENDPOINT_LIMITS",
+    "ContainerApi",
+    "LoopbackServer",
+    "PortInUse",
+    "container_json",
+    "tcp_owner",
+]
+
+#: GET requests only: a small request limit; otherwise as the socket.
+ENDPOINT_LIMITS = Limits(max_request_bytes=16 * 1024)
+
+_NO_STORE = (("cache-control", "no-store"),)
+_PROXY_HEADERS = frozenset({"forwarded", "via", "x-real-ip"})
+_BROWSER_HEADERS = frozenset({"origin"})
+_USE_CREDD = "run the program under `credd exec PROFILE -- ...` or eval `credd env PROFILE`"
+
+
+class PortInUse(ConfigError):
+    """The endpoint's port is already taken by another program (or another user's credd)."""
+
+    code = "port_in_use"
+
+
+def container_json(creds: Credentials) -> dict[str, Any]:
+    """The ``ContainerProvider`` shape (``Token``, not ``SessionToken``)."""
+    from credd.clock import isoformat_z
+
+    out: dict[str, Any] = {
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key,
+        "Token": creds.session_token or "",
+    }
+    if creds.expiration is not None:
+        out["Expiration"] = isoformat_z(creds.expiration)
+    if creds.account_id:
+        out["AccountId"] = creds.account_id
+    return out
+
+
+def flat_error(
+    status: int,
+    code: str,
+    message: str,
+    hint: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": f"{message} ({hint})" if hint else message}
+    if hint:
+        body["hint"] = hint
+    return Response.json(status, body, (*_NO_STORE, *headers))
+
+
+def error_json(err: CreddError) -> Response:
+    return flat_error(err.http_status, err.code, err.message, err.hint)
+
+
+class ContainerApi:
+    """Checks and answers endpoint requests over a :class:`~credd.server.backend.Backend`.
+
+    ``port`` is set by the server once bound (it is part of the ``Host`` check).
+    """
+
+    def __init__(self, backend: Backend, token: str, *, port: int = 0) -> None:
+        if not token or any(c in token for c in "\r\n"):
+            raise ValueError("the endpoint token must be a non-empty single line")
+        self.backend = backend
+        self._token = token.encode("ascii")
+        self.port = port
+
+    def _hosts(self) -> frozenset[str]:
+        return frozenset({f"{HOST}:{self.port}", f"localhost:{self.port}"})
+
+    def check(self, request: Request) -> str | Response:
+        """The profile asked for, or the error answer. Security checks come first, in order."""
+        names = [name for name, _ in request.headers]
+        for name in names:
+            if name in _PROXY_HEADERS or name.startswith("x-forwarded-"):
+                return flat_error(
+                    403, "forbidden", "requests through a proxy are refused",
+                    "talk to the endpoint directly; add 127.0.0.1 and localhost to NO_PROXY",
+                )  # fmt: skip
+            if name in _BROWSER_HEADERS or name.startswith("sec-fetch-"):
+                return flat_error(403, "forbidden", "requests from a web browser are refused")
+        hosts = [value for name, value in request.headers if name == "host"]
+        if len(hosts) != 1 or hosts[0].strip().lower() not in self._hosts():
+            return flat_error(
+                403, "forbidden", "the Host header does not name this endpoint",
+                f"use http://{HOST}:{self.port}{PATH_PREFIX}PROFILE",
+            )  # fmt: skip
+        tokens = [value for name, value in request.headers if name == "authorization"]
+        if not tokens:
+            return flat_error(401, "unauthorized", "this endpoint needs its token", _USE_CREDD)
+        sent = tokens[0].encode("latin-1", "replace")
+        if len(tokens) != 1 or not hmac.compare_digest(sent, self._token):
+            return flat_error(403, "forbidden", "the token is not this endpoint's", _USE_CREDD)
+        path = request.path
+        if not path.startswith(PATH_PREFIX) or "/" in path[len(PATH_PREFIX) :]:
+            return flat_error(404, "not_found", "no such path", f"GET {PATH_PREFIX}PROFILE")
+        if request.method != "GET":
+            return flat_error(
+                405, "method_not_allowed", f"{request.method} is not allowed here", "use GET",
+                (("allow", "GET"),),
+            )  # fmt: skip
+        try:
+            return decode_profile(path[len(PATH_PREFIX) :])
+        except RequestError as err:
+            return error_json(err)
+
+    def handle_nowait(self, request: Request) -> Response | None:
+        """Refusals and credentials held right now, on the event loop; else ``None``."""
+        checked = self.check(request)
+        if isinstance(checked, Response):
+            return checked
+        nowait = getattr(self.backend, "credentials_nowait", None)
+        if nowait is None:
+            return None
+        try:
+            creds = nowait(checked)
+        except Exception:  # the full path reports it
+            return None
+        if not isinstance(creds, Credentials):
+            return None
+        return Response.json(200, container_json(creds), _NO_STORE)
+
+    def handle(self, request: Request) -> Response:
+        """The full path (may block while a first fetch runs); never raises."""
+        checked = self.check(request)
+        if isinstance(checked, Response):
+            return checked
+        try:
+            creds = self.backend.credentials(checked)
+        except CreddError as err:
+            return error_json(err)
+        except Exception as exc:  # its text may hold a secret: log the type and the stack only
+            stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+            logger.error("internal error in the endpoint: %s\n%s", type(exc).__name__, stack)
+            return flat_error(500, "error", "credd hit an internal error", "see the daemon's log")
+        return Response.json(200, container_json(creds), _NO_STORE)
+
+
+class LoopbackServer(HttpServer):
+    """Serves a :class:`ContainerApi` on ``127.0.0.1:port`` (``0``: any free port)."""
+
+    thread_name = "credd-endpoint"
+    client_hint = "the endpoint speaks HTTP/1.1 (botocore's container provider)"
+
+    def __init__(
+        self,
+        api: ContainerApi,
+        *,
+        port: int,
+        host: str = HOST,
+        limits: Limits = ENDPOINT_LIMITS,
+        uid: int | None = None,
+        owners: TcpOwner | None = None,
+    ) -> None:
+        super().__init__(api, limits=limits)
+        self.container = api
+        self.host = host
+        self.port = port
+        self.uid = os.getuid() if uid is None else uid
+        self.owners = owners or TcpOwner()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{PATH_PREFIX}"
+
+    def describe(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def open(self) -> tuple[socket.socket, Callable[[], None]]:
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            ip = None
+        if ip is None or ip.version != 4 or not ip.is_loopback:
+            raise ConfigError(
+                f"the endpoint binds only to an IPv4 loopback address, not {self.host!r}",
+                hint="use 127.0.0.1",
+            )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # lets a restarted daemon rebind while old connections linger in TIME_WAIT; on
+            # Linux it never lets two sockets listen on one port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(self.limits.backlog)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port {self.port} on {self.host} is already in use",
+                    hint="choose another with --endpoint-port N or CREDD_ENDPOINT_PORT "
+                    "(0 = any free port)",
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
+                hint="choose another --endpoint-port, or turn it off: --no-endpoint",
+            ) from None
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self.container.port = self.port
+        return sock, self.owners.close
+
+    def admit(self, sock: socket.socket) -> tuple[Peer | None, CreddError | None]:
+        remote = sock.getpeername()
+        owner = self.owners.owner(sock.getsockname(), remote)
+        if owner == self.uid:
+            return None, None
+        logger.warning(
+            "refused an endpoint connection from port %s: owned by uid %s, not %s",
+            remote[1],
+            owner if owner is not None else "?",
+            self.uid,
+        )
+        return None, Forbidden(
+            "this endpoint serves only the programs of the user running the daemon",
+            hint="each user runs their own credd daemon",
+        )
+
+    def error_response(self, err: CreddError) -> Response:
+        return error_json(err)
