@@ -26,9 +26,12 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    import boto3
+    from aiobotocore.session import AioSession
+
     from credd.errors import CreddError
 
-__all__ = ["Client", "default_socket"]
+__all__ = ["Client", "aiobotocore_session", "boto3_session", "default_socket"]
 
 DEFAULT_TIMEOUT = 10.0
 #: refresh and MFA may wait for the next TOTP step and an STS call: allow longer
@@ -244,3 +247,36 @@ class Client:
         if not isinstance(result, dict):
             raise _unavailable("the credd daemon sent an unexpected answer", hint="see its log")
         return result
+
+
+# -- Python programs: sessions fed by the daemon (boto3/aiobotocore imported only when called) --
+
+
+def boto3_session(
+    profile: str,
+    *,
+    socket: "str | Path | None" = None,
+    region_name: "str | None" = None,
+    **options: "Any",
+) -> "boto3.Session":
+    """A ``boto3.Session`` whose credentials for ``profile`` come from the daemon over the
+    socket and refresh themselves (botocore ``RefreshableCredentials``). Region and endpoints
+    come from the AWS profile of that name. See :func:`credd.sdk.boto3_session` and
+    docs/python.md."""
+    from credd.sdk import boto3_session as make
+
+    return make(profile, socket=socket, region_name=region_name, **options)
+
+
+def aiobotocore_session(
+    profile: str,
+    *,
+    socket: "str | Path | None" = None,
+    region_name: "str | None" = None,
+    **options: "Any",
+) -> "AioSession":
+    """An ``aiobotocore`` ``AioSession`` with refreshing credentials from the daemon, for
+    ``s3fs.S3FileSystem(session=...)``. See :func:`credd.sdk.aiobotocore_session`."""
+    from credd.sdk import aiobotocore_session as make
+
+    return make(profile, socket=socket, region_name=region_name, **options)
