@@ -22,7 +22,6 @@ pytest_plugins = [
 ]
 
 
-
 @pytest.fixture(autouse=True)
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Scrub AWS/credd variables; give the test a private HOME and XDG dirs."""

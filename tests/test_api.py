@@ -124,8 +124,17 @@ def test_push_mfa_then_credentials_are_served(api: Api, backend: MemoryBackend) 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b"[1]", b'"123456"', b'{"code": 123456}', b'{"code": ""}',
-     b'{"code": "1", "extra": 1}', b'{"code": "' + b"1" * 17 + b'"}', b"\xff\xfe"],
+    [
+        b"",
+        b"{",
+        b"[1]",
+        b'"123456"',
+        b'{"code": 123456}',
+        b'{"code": ""}',
+        b'{"code": "1", "extra": 1}',
+        b'{"code": "' + b"1" * 17 + b'"}',
+        b"\xff\xfe",
+    ],
 )
 def test_bad_mfa_bodies_are_400(api: Api, backend: MemoryBackend, raw: bytes) -> None:
     resp = call(api, "POST", "/v1/profiles/demo-mfa/mfa", raw=raw)
@@ -200,8 +209,13 @@ def test_handle_nowait_serves_held_credentials_only(api: Api, backend: MemoryBac
     assert (fast.status, fast.body) == (200, call(api, "GET", "/v1/credentials/demo").body)
     assert ("cache-control", "no-store") in fast.headers
     # everything else takes the full (worker thread) path, where errors are reported
-    for target in ("/v1/credentials/demo-mfa", "/v1/credentials/nope", "/v1/credentials/a%20b",
-                   "/v1/credentials/demo/x", "/v1/status"):
+    for target in (
+        "/v1/credentials/demo-mfa",
+        "/v1/credentials/nope",
+        "/v1/credentials/a%20b",
+        "/v1/credentials/demo/x",
+        "/v1/status",
+    ):
         assert nowait(target) is None, target
     assert nowait("/v1/credentials/demo", "POST") is None
     backend.fail("demo", "credentials", AwsThrottled("slow down"))

@@ -28,8 +28,21 @@ from credd.server.unix import UnixServer
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {
-    "boto3", "botocore", "keyring", "apscheduler", "h11", "asyncio", "http.client", "ssl",
-    "email", "argparse", "typing", "pathlib", "json", "credd.errors", "credd.paths",
+    "boto3",
+    "botocore",
+    "keyring",
+    "apscheduler",
+    "h11",
+    "asyncio",
+    "http.client",
+    "ssl",
+    "email",
+    "argparse",
+    "typing",
+    "pathlib",
+    "json",
+    "credd.errors",
+    "credd.paths",
 }
 
 
@@ -164,7 +177,10 @@ def test_importing_the_client_stays_light() -> None:
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout
     loaded = set(ast.literal_eval(out))

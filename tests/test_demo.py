@@ -28,9 +28,21 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CREDD_"))}
     env.update(HOME=str(real_home), CREDD_DEMO_HOME=str(demo_home), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "credd.demo", "--seconds", "115", "--session-seconds", "60",
-         "--status-every", "50"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "credd.demo",
+            "--seconds",
+            "115",
+            "--session-seconds",
+            "60",
+            "--status-every",
+            "50",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group, like a job in a terminal
     )
     assert proc.stdout is not None
@@ -47,15 +59,25 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
         # another shell, with only the printed exports
         shell = {k: v for k, v in env.items() if k != "CREDD_DEMO_HOME"} | exports
         for _ in range(300):  # the first session arrives within a TOTP step or two
-            status = subprocess.run([sys.executable, "-m", "credd.cli", "status", "--json"],
-                                    env=shell, capture_output=True, text=True, timeout=30)
+            status = subprocess.run(
+                [sys.executable, "-m", "credd.cli", "status", "--json"],
+                env=shell,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             if status.returncode == 0:
                 break
             time.sleep(0.2)
         assert status.returncode == 0, status.stdout + status.stderr
         assert [p["name"] for p in json.loads(status.stdout)["profiles"]] == ["demo-mfa"]
-        got = subprocess.run([sys.executable, "-m", "credd.cli", "get", "demo-mfa"],
-                             env=shell, capture_output=True, text=True, timeout=30)
+        got = subprocess.run(
+            [sys.executable, "-m", "credd.cli", "get", "demo-mfa"],
+            env=shell,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert got.returncode == 0, got.stderr
         creds = json.loads(got.stdout)
         remember(creds["SecretAccessKey"], creds["SessionToken"])

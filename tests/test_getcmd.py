@@ -24,7 +24,10 @@ FORBIDDEN = {"boto3", "botocore", "keyring", "apscheduler"}
 def run_get(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "credd.getcmd", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         stdin=subprocess.DEVNULL,
     )
@@ -47,7 +50,7 @@ def test_socket_comes_from_the_environment(server: UnixServer) -> None:
 
 
 def test_env_format_is_shell_safe(server: UnixServer, backend: MemoryBackend) -> None:
-    tricky = "it's $HOME `id` \"q\" \\ ;"
+    tricky = 'it\'s $HOME `id` "q" \\ ;'
     backend.add_profile("tricky", Credentials("ASIATRICKY0000000001", tricky, "tok en"))
     proc = run_get("tricky", "--format", "env", "--socket", str(server.address))
     assert proc.returncode == 0, proc.stderr
@@ -55,7 +58,9 @@ def test_env_format_is_shell_safe(server: UnixServer, backend: MemoryBackend) ->
     assert "AWS_CREDENTIAL_EXPIRATION" not in proc.stdout  # it has no expiry
     shell = subprocess.run(
         ["sh", "-c", proc.stdout + 'printf "%s|%s" "$AWS_SECRET_ACCESS_KEY" "$AWS_SESSION_TOKEN"'],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert shell.stdout == f"{tricky}|tok en"
 
@@ -95,7 +100,10 @@ def test_daemon_down_fails_fast_with_one_line(tmp_path: Path) -> None:
 def test_never_reads_stdin(server: UnixServer) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "credd.getcmd", "demo", "--socket", str(server.address)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
@@ -154,7 +162,11 @@ def test_fast_path_imports_nothing_heavy(server: UnixServer) -> None:
         "sys.exit(rc)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0

@@ -56,8 +56,13 @@ def test_keep_alive_and_pipelining(server: UnixServer) -> None:
     with raw_connect(server.address) as sock:
         conn = h11.Connection(h11.CLIENT)
         for _ in range(3):
-            sock.sendall(conn.send(h11.Request(method="GET", target="/v1/credentials/demo",
-                                               headers=[("host", "credd")])))
+            sock.sendall(
+                conn.send(
+                    h11.Request(
+                        method="GET", target="/v1/credentials/demo", headers=[("host", "credd")]
+                    )
+                )
+            )
             sock.sendall(conn.send(h11.EndOfMessage()))
             assert read_response(sock, conn).status == 200
             conn.start_next_cycle()
@@ -73,8 +78,12 @@ def test_keep_alive_and_pipelining(server: UnixServer) -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x00\xff\xfe garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"NOT HTTP AT ALL\r\n\r\n",
-     b"GET /v1/status HTTP/1.1\r\n\r\n"],  # the last lacks the mandatory Host header
+    [
+        b"\x00\xff\xfe garbage\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /v1/status HTTP/1.1\r\n\r\n",
+    ],  # the last lacks the mandatory Host header
 )
 def test_garbage_gets_400_and_close_and_others_are_fine(server: UnixServer, garbage: bytes) -> None:
     with raw_connect(server.address) as sock:
@@ -99,9 +108,19 @@ def test_oversized_requests_get_413(serve: ServerFactory) -> None:
         assert b"request_too_large" in data
     # a chunked body that grows past the limit without announcing its size
     with raw_connect(server.address) as sock:
-        sock.sendall(b"POST /v1/profiles/demo/refresh HTTP/1.1\r\nHost: x\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 2048 + b"\r\n"
-                     + b"800\r\n" + b"x" * 2048 + b"\r\n" + b"800\r\n" + b"x" * 2048 + b"\r\n")
+        sock.sendall(
+            b"POST /v1/profiles/demo/refresh HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"800\r\n"
+            + b"x" * 2048
+            + b"\r\n"
+            + b"800\r\n"
+            + b"x" * 2048
+            + b"\r\n"
+            + b"800\r\n"
+            + b"x" * 2048
+            + b"\r\n"
+        )
         assert recv_until_closed(sock).startswith(b"HTTP/1.1 413 ")
 
 
@@ -158,8 +177,9 @@ def test_client_disconnecting_mid_request_hurts_nobody(
     server: UnixServer, backend: MemoryBackend
 ) -> None:
     with raw_connect(server.address) as sock:
-        sock.sendall(b"POST /v1/profiles/demo-mfa/mfa HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n"
-                     b"\r\n{\"co")
+        sock.sendall(
+            b'POST /v1/profiles/demo-mfa/mfa HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"co'
+        )
     backend.gate = threading.Event()
     with raw_connect(server.address) as sock:  # leaves while its handler is running
         sock.sendall(http_request("GET", "/v1/credentials/demo"))
