@@ -118,6 +118,7 @@ class Demo:
         admin = AdminClient(endpoint)
         user = admin.create_user("demo-scientist")
         device = admin.create_mfa_device(user)
+        role = admin.create_role("demo-reader", trusted=[user.arn], mfa_required=True)
         store = SecretStore()
         store.set_long_term_keys("demo-mfa", user.access_key_id, user.secret_access_key)
         store.set_totp_seed("demo-mfa", device.seed)
@@ -142,6 +143,15 @@ class Demo:
             "region = us-east-1\n"
             "services = sandbox\n"
             f"credential_process = {getter}\n\n"
+            "# A role assumed from demo-mfa's MFA session: no code of its own, renewed every\n"
+            "# half-lifetime; programs under `credd exec demo-role` get it from the endpoint.\n"
+            "[profile demo-role]\n"
+            f"role_arn = {role.arn}\n"
+            "source_profile = demo-mfa\n"
+            "duration_seconds = 60\n"
+            "region = us-east-1\n"
+            "services = sandbox\n"
+            "credd = true\n\n"
             "[services sandbox]\n" + services
         )
         (self.aws / "credentials").write_text(
@@ -184,21 +194,45 @@ class Demo:
                     continue
                 if "new MFA session" in line:
                     self.rotations += 1
-                if "new MFA session" in line or "WARNING" in line or "ERROR" in line:
+                if any(w in line for w in ("new MFA session", "new role", "WARNING", "ERROR")):
                     print("daemon: " + line.rstrip().split(": ", 1)[-1], flush=True)
 
-    def start_app(self) -> None:
-        app = subprocess.Popen(
-            [sys.executable, "-u", "-m", "credd.demo_app", "--profile", "demo-app"],
-            env=self.env,
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
-        self.procs.append(("app", app))
-        threading.Thread(target=self._read_app, args=(app.stdout,), daemon=True).start()
+        self.procs.append((name, proc))
+        threading.Thread(target=self._read_app, args=(proc.stdout,), daemon=True).start()
+
+    def start_app(self, endpoint: str) -> None:
+        program = [sys.executable, "-u", "-m", "credd.demo_app"]
+        self._spawn("app", [*program, "--profile", "demo-app"], self.env)
         say("a long-running boto3 program now calls STS and S3 every 2 s through credd")
+        # The same program under `credd exec demo-role`: no profile, no keys in its environment;
+        # botocore finds the loopback container endpoint (the sandbox URL replaces [services]).
+        self._spawn(
+            "role-app",
+            [
+                sys.executable,
+                "-m",
+                "credd.cli",
+                "exec",
+                "demo-role",
+                "--",
+                *program,
+                "--label",
+                "role-app",
+                "--bucket",
+                "credd-demo-role",
+            ],
+            self.env | {"AWS_ENDPOINT_URL": endpoint},
+        )
+        say("and `credd exec demo-role -- <the same program>` runs it as role demo-reader")
 
     def _read_app(self, stream: IO[str] | None) -> None:
         assert stream is not None
@@ -271,7 +305,7 @@ def run_inner(args: argparse.Namespace) -> int:
         demo.configure(endpoint)
         demo.start_daemon()
         demo.print_exports(endpoint)
-        demo.start_app()
+        demo.start_app(endpoint)
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
             stopping.wait(args.status_every)

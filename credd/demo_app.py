@@ -19,7 +19,12 @@ from types import FrameType
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", required=True, help="profile with credential_process")
+    parser.add_argument(
+        "--profile",
+        help="profile with credential_process (default: botocore's own chain, e.g. "
+        "the container endpoint under credd exec)",
+    )
+    parser.add_argument("--label", default="app", help="prefix of every line printed")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between calls")
     parser.add_argument("--count", type=int, default=0, help="stop after N rounds (0: forever)")
     parser.add_argument("--bucket", default="credd-demo", help="S3 bucket to write into")
@@ -60,18 +65,20 @@ def main(argv: list[str] | None = None) -> int:
             keys.add(frozen.access_key)
             ok += 1
             print(
-                f"app: call {n:4d} ok as {who['Arn'].rsplit('/', 1)[-1]}, "
+                f"{args.label}: call {n:4d} ok as {who['Arn'].rsplit('/', 1)[-1]}, "
                 f"session key ...{frozen.access_key[-4:]}, {left} s left, "
                 f"{len(keys)} sessions seen",
                 flush=True,
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             failed += 1
-            print(f"app: call {n:4d} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            print(f"{args.label}: call {n:4d} FAILED: {type(exc).__name__}: {exc}", flush=True)
         deadline = time.monotonic() + args.interval
         while not stop and time.monotonic() < deadline:
             time.sleep(min(0.2, args.interval))
-    print(f"app: done: {ok} calls ok, {failed} failed, {len(keys)} sessions seen", flush=True)
+    print(
+        f"{args.label}: done: {ok} calls ok, {failed} failed, {len(keys)} sessions seen", flush=True
+    )
     return 0 if failed == 0 else 1
 
 

@@ -90,10 +90,16 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
     out = "".join(lines)
     assert set(exports) == {"CREDD_SOCKET", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"}
     assert "private D-Bus session with gnome-keyring" in out
-    done = re.search(r"app: done: (\d+) calls ok, (\d+) failed, (\d+) sessions seen", out)
-    assert done, out[-3000:]
-    calls, failed, sessions = map(int, done.groups())
-    assert failed == 0 and sessions >= 4 and calls >= 30, done.group(0)  # >= 3 rotations
+    done = dict(
+        (m[0], tuple(map(int, m[1:])))
+        for m in re.findall(r"^([\w-]+): done: (\d+) calls ok, (\d+) failed, (\d+) sessions", out,
+                            flags=re.M)
+    )
+    assert set(done) == {"app", "role-app"}, out[-3000:]
+    calls, failed, sessions = done["app"]  # credential_process, the MFA session itself
+    assert failed == 0 and sessions >= 4 and calls >= 30, done  # >= 3 rotations
+    calls, failed, sessions = done["role-app"]  # under credd exec demo-role: the endpoint
+    assert failed == 0 and sessions >= 3 and calls >= 30, done
     left = [int(x) for x in re.findall(r"session key \.\.\.\w{4}, (-?\d+) s left", out)]
     assert left and min(left) > 0  # never an expired credential
     assert not (real_home / ".aws").exists()  # the user's own files are never touched
