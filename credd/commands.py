@@ -129,6 +129,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         render_status(status, sys.stdout)
+        if args.profile:  # one profile: say how credd gets its credentials
+            for p in status["profiles"]:
+                if p.get("plan"):
+                    sys.stdout.write(f"\nplan: {p['plan']}\n")
     return 0 if all(profile_ok(p) for p in status["profiles"]) else 1
 
 
@@ -174,6 +178,27 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 # -- enable / disable -----------------------------------------------------------------------
 
 
+def _duration_setting(profile: str, text: str) -> dict[str, str]:
+    """``--duration``: a role's own ``duration_seconds``, an IAM user's session length."""
+    from credd import awsconfig
+
+    try:
+        seconds = awsconfig.parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        raw = awsconfig.load().profiles.get(profile, {})
+    except CreddError:
+        raw = {}
+    if "role_arn" in raw:
+        if not awsconfig.ROLE_MIN <= seconds <= awsconfig.ROLE_MAX:
+            raise UsageError(f"--duration for a role must be between 15m and 12h, not {text}")
+        return {"duration_seconds": str(seconds)}
+    if not awsconfig.SESSION_MIN <= seconds <= awsconfig.SESSION_MAX:
+        raise UsageError(f"--duration must be between 15m and 36h, not {text}")
+    return {"credd_session_duration": text}
+
+
 def cmd_enable(args: argparse.Namespace) -> int:
     from credd.config_edit import enable_profile
 
@@ -181,15 +206,7 @@ def cmd_enable(args: argparse.Namespace) -> int:
     if args.mfa_source:
         settings["credd_mfa_source"] = args.mfa_source
     if args.duration:
-        from credd.awsconfig import SESSION_MAX, SESSION_MIN, parse_duration
-
-        try:
-            seconds = parse_duration(args.duration)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if not SESSION_MIN <= seconds <= SESSION_MAX:
-            raise UsageError(f"--duration must be between 15m and 36h, not {args.duration}")
-        settings["credd_session_duration"] = args.duration
+        settings.update(_duration_setting(args.profile, args.duration))
     if args.file_profile:
         settings["credd_file_profile"] = args.file_profile
     if args.mfa_serial:

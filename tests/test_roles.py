@@ -216,6 +216,7 @@ def test_role_through_the_daemon_cli_and_the_aws_cli(daemons: DaemonFactory) -> 
     assert creds["AccountId"] == role.arn.split(":")[4]
     status_text = d.run("status", "ro").stdout
     assert "ro" in status_text and "assume-role" in status_text
+    assert "plan: MFA session of 'user'" in status_text and "AssumeRole" in status_text
     data = json.loads(d.run("status", "--json").stdout)
     assert {p["name"] for p in data["profiles"]} == {"user", "ro"}
     assert (daemons.aws / "credentials").read_text().count("credd_managed_by = ro") == 1
