@@ -70,7 +70,10 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
                 break
             time.sleep(0.2)
         assert status.returncode == 0, status.stdout + status.stderr
-        assert [p["name"] for p in json.loads(status.stdout)["profiles"]] == ["demo-mfa"]
+        assert [p["name"] for p in json.loads(status.stdout)["profiles"]] == [
+            "demo-mfa",
+            "demo-role",
+        ]
         got = subprocess.run(
             [sys.executable, "-m", "credd.cli", "get", "demo-mfa"],
             env=shell,
@@ -92,8 +95,9 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
     assert "private D-Bus session with gnome-keyring" in out
     done = dict(
         (m[0], tuple(map(int, m[1:])))
-        for m in re.findall(r"^([\w-]+): done: (\d+) calls ok, (\d+) failed, (\d+) sessions", out,
-                            flags=re.M)
+        for m in re.findall(
+            r"^([\w-]+): done: (\d+) calls ok, (\d+) failed, (\d+) sessions", out, flags=re.M
+        )
     )
     assert set(done) == {"app", "role-app"}, out[-3000:]
     calls, failed, sessions = done["app"]  # credential_process, the MFA session itself
