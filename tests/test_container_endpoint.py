@@ -137,7 +137,13 @@ def test_missing_and_wrong_tokens_are_refused_alike(endpoint: Endpoint) -> None:
     t = endpoint.token
     answers = [
         endpoint.get(PATH_PREFIX + "demo", token=wrong)
-        for wrong in (t[:-1] + ("A" if t[-1] != "A" else "B"), "B" + t[1:], t + "x", t[:10], "x")
+        for wrong in (
+            t[:-1] + ("A" if t[-1] != "A" else "B"),
+            ("A" if t[0] != "A" else "B") + t[1:],  # never the token itself, whatever it starts with
+            t + "x",
+            t[:10],
+            "x",
+        )
     ]
     assert {(r.status, r.body) for r in answers} == {(answers[0].status, answers[0].body)}
     assert answers[0].status == 403 and answers[0].json()["code"] == "forbidden"
