@@ -139,7 +139,7 @@ def test_missing_and_wrong_tokens_are_refused_alike(endpoint: Endpoint) -> None:
         endpoint.get(PATH_PREFIX + "demo", token=wrong)
         for wrong in (
             t[:-1] + ("A" if t[-1] != "A" else "B"),
-            ("A" if t[0] != "A" else "B") + t[1:],  # never the token itself, whatever it starts with
+            ("A" if t[0] != "A" else "B") + t[1:],  # never the token itself
             t + "x",
             t[:10],
             "x",
