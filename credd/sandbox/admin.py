@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request
 from credd.clock import isoformat_z, parse_iso
 from credd.sandbox.knobs import KNOB_KINDS, Counters, Knob, Knobs
 from credd.sandbox.motoserver import MotoError, MotoIam
+from credd.sandbox.sso_state import SsoState
 from credd.sandbox.state import ACCOUNT_ID, Role, SandboxState, User, random_id
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ class AdminApi:
         counters: Counters,
         moto: MotoIam | None,
         info: Callable[[], Json],
+        sso: SsoState | None = None,
     ) -> None:
         self.state = state
+        self.sso = sso
         self.knobs = knobs
         self.counters = counters
         self.moto = moto
@@ -106,8 +109,17 @@ class AdminApi:
                 Rule(f"{route}/settings", endpoint=self.settings, methods=["GET"]),
                 Rule(f"{route}/settings", endpoint=self.update_settings, methods=["POST"]),
                 Rule(f"{route}/reset", endpoint=self.reset, methods=["POST"]),
+                *self._sso_rules(route),
             ]
         )
+
+    def _sso_rules(self, route: str) -> list[Rule]:
+        if self.sso is None:
+            return []
+        # Imported here: sso_admin builds on this module's helpers.
+        from credd.sandbox.sso_admin import SsoAdmin
+
+        return SsoAdmin(self.state, self.sso).rules(route)
 
     def handle(self, request: Request) -> tuple[int, Json]:
         try:
@@ -333,4 +345,6 @@ class AdminApi:
         self.knobs.clear()
         self.counters.reset()
         self.state.reset_settings()
+        if self.sso is not None:
+            self.sso.reset_settings()
         return 200, {"ok": True}

@@ -15,6 +15,7 @@ from typing import Any, overload
 
 from credd.clock import isoformat_z, parse_iso
 from credd.errors import CreddError
+from credd.sandbox.sso_client import SsoAdminMixin
 
 
 class SandboxError(CreddError):
@@ -75,8 +76,8 @@ def _services(services: Sequence[str] | str | None) -> list[str]:
     return list(services)
 
 
-class AdminClient:
-    """Talks to ``{endpoint}/_sandbox/``."""
+class AdminClient(SsoAdminMixin):
+    """Talks to ``{endpoint}/_sandbox/`` (Identity Center methods: :class:`SsoAdminMixin`)."""
 
     def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
         if not endpoint.startswith(("http://", "https://")):

@@ -3,6 +3,8 @@
 Every AWS request is authenticated here (SigV4 checked with botocore's signer, keys and session
 tokens looked up, expiry judged on the sandbox clock). STS and IAM ListMFADevices are answered
 by :mod:`credd.sandbox.sts`; everything else goes to moto. ``/_sandbox/`` is the admin API.
+Unsigned requests on IAM Identity Center paths (SSO-OIDC and the portal, which botocore never
+signs) go to :mod:`credd.sandbox.sso_http`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from credd.sandbox.sigv4 import (
     request_timestamp,
     verify_signature,
 )
+from credd.sandbox.sso_http import BEARER_ENVIRON, BEARER_HEADER, SsoService, sso_route
+from credd.sandbox.sso_state import SsoState
 from credd.sandbox.state import KeyRecord, SandboxState
 from credd.sandbox.sts import IAM_ACTIONS, STS_ACTIONS
 
@@ -70,7 +74,11 @@ class Gateway:
         self.counters = counters or Counters()
         self.forwarder = forwarder
         self.info: dict[str, Any] = {}
-        self.admin = AdminApi(state, self.knobs, self.counters, moto_iam, lambda: self.info)
+        self.sso = SsoState(state.clock)
+        self.sso_service = SsoService(state, self.sso, self.knobs, self.counters)
+        self.admin = AdminApi(
+            state, self.knobs, self.counters, moto_iam, lambda: self.info, sso=self.sso
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -82,6 +90,11 @@ class Gateway:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
             )
             return [data]
+        route = unsigned_sso_route(
+            request.method, request.path, request.headers.get("Authorization")
+        )
+        if route is not None:
+            return self.sso_service(request, environ, start_response, route)
         return self._aws(request, environ, start_response)
 
     # -- AWS requests --------------------------------------------------------------------
@@ -246,6 +259,13 @@ class Gateway:
         ]
 
 
+def unsigned_sso_route(method: str, path: str, authorization: str | None) -> tuple[str, str] | None:
+    """``(service, action)`` when this is an unsigned SSO-OIDC or portal request."""
+    if parse_authorization(authorization) is not None:
+        return None
+    return sso_route(method, path)
+
+
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
@@ -257,13 +277,22 @@ class GatewayHandler(WSGIRequestHandler):
         app = self.server.app
         if isinstance(app, Gateway) and not self.path.startswith(ADMIN_PREFIX):
             auth = parse_authorization(self.headers.get("Authorization"))
-            if app.knobs.take("down", auth.service if auth else None, None) is not None:
+            sso = unsigned_sso_route(self.command, self.path, self.headers.get("Authorization"))
+            service = auth.service if auth else (sso[0] if sso else None)
+            if app.knobs.take("down", service, None) is not None:
                 app.counters.record_dropped()
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
         super().run_wsgi()
+
+    def make_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().make_environ()
+        token = self.headers.get(BEARER_HEADER)  # werkzeug drops headers with underscores
+        if token:
+            environ[BEARER_ENVIRON] = token
+        return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
