@@ -12,7 +12,8 @@ The tree::
      │    ├── ProfileNotFound       profile_not_found 3    404
      │    └── ProfileNotManaged     profile_not_managed 3  404
      ├── NeedsPerson                needs_person      4    503
-     │    └── NeedsMfa              needs_mfa         4    503
+     │    ├── NeedsMfa              needs_mfa         4    503
+     │    └── LoginRequired         login_required    4    503
      ├── MfaError                   mfa_error         4    409
      │    ├── MfaCodeRejected       mfa_code_rejected 4    409
      │    ├── MfaCodeReused         mfa_code_reused   4    409
@@ -26,7 +27,8 @@ The tree::
      │    ├── AwsThrottled          aws_throttled     7    502  (transient)
      │    └── AwsAccessDenied       aws_access_denied 7    502
      ├── CredentialsFileError       credentials_file_error 8 500
-     │    └── ForeignSection        foreign_section   8    409
+     │    ├── ForeignSection        foreign_section   8    409
+     │    └── SsoCacheError         sso_cache_error   8    500
      ├── NotReady                   not_ready         9    503  (transient)
      └── RequestError               bad_request       2    400
           ├── Forbidden             forbidden         2    403
@@ -263,6 +265,18 @@ class RequestTooLarge(RequestError):
 
     code = "request_too_large"
     http_status = 413
+
+
+class LoginRequired(NeedsPerson):
+    """An SSO login is needed: no token, or its refresh token or client registration ended."""
+
+    code = "login_required"
+
+
+class SsoCacheError(CredentialsFileError):
+    """A file in the SSO token cache (``~/.aws/sso/cache``) cannot be read or written."""
+
+    code = "sso_cache_error"
 
 
 def _all_subclasses(cls: type[CreddError]) -> list[type[CreddError]]:

@@ -1,0 +1,160 @@
+"""``credd login PROFILE | --sso-session NAME``: sign in to IAM Identity Center.
+
+:func:`register` adds the command to the main parser (``args.func(args)`` runs it). The token
+goes to the cache the AWS CLI shares (``~/.aws/sso/cache``); then the daemon is asked to refresh
+every managed profile that uses this login, so it picks the token up at once. See docs/sso.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from credd.clock import isoformat_z
+from credd.errors import CreddError, DaemonUnavailable, UsageError
+
+Handler = Callable[..., int]
+
+
+@dataclass
+class LoginCliIo:
+    """Seams for tests: output streams, the browser, and how the daemon is reached."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    open_browser: Callable[[str], bool] | None = None
+    client_factory: Callable[[str | None], Any] | None = None
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+
+def _managed(raw: Mapping[str, Any]) -> bool:
+    return str(raw.get("credd", "")).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _notify_daemon(args: argparse.Namespace, io: LoginCliIo, names: list[str]) -> None:
+    if not names:
+        io.say("No profile managed by credd uses this login; nothing to tell the daemon.")
+        return
+    if io.client_factory is not None:
+        client = io.client_factory(args.socket)
+    else:
+        from credd.client import Client
+
+        client = Client(args.socket)
+    for name in names:
+        try:
+            client.refresh(name)
+        except DaemonUnavailable:
+            io.say(
+                "The credd daemon is not running; it will use the new token when it starts "
+                "(credd daemon)."
+            )
+            return
+        except CreddError as exc:
+            io.say(f"The daemon could not refresh {name} yet: {exc}")
+            continue
+        io.say(f"The daemon picked up the new token for {name}.")
+
+
+def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
+    from credd.awsconfig import profile_from_env
+    from credd.sso.login import LoginFlow, LoginIo
+    from credd.sso.settings import (
+        load_full_config,
+        profiles_using,
+        resolve_profile,
+        resolve_session,
+        sso_profile_of,
+    )
+
+    if args.profile and args.sso_session:
+        raise UsageError("give a PROFILE or --sso-session NAME, not both")
+    full = load_full_config()
+    if args.sso_session:
+        target = resolve_session(args.sso_session, full)
+        users = profiles_using(target, full)
+        profile = users[0] if users else None
+        shown: str | None = None
+    else:
+        name = args.profile or profile_from_env()
+        if not name:
+            raise UsageError("which profile?", hint="credd login PROFILE, or --sso-session NAME")
+        target = resolve_profile(str(name), full)
+        profile = sso_profile_of(str(name), full)
+        shown = str(name)
+    login_io = LoginIo(say=io.say)
+    if io.open_browser is not None:
+        login_io.open_browser = io.open_browser
+    flow = LoginFlow(target, profile=profile, io=login_io, timeout=float(args.timeout))
+    if args.device_code or target.legacy:
+        token = flow.device_code(open_browser=not args.no_browser)
+    else:
+        token = flow.authorization_code(open_browser=not args.no_browser)
+    refresh = (
+        "credd refreshes it until the organisation's session ends"
+        if token.has_refresh and not target.legacy
+        else "it cannot be refreshed; log in again when it ends"
+    )
+    io.say(
+        f"Signed in to {target.label}{f' (profile {shown})' if shown else ''}. The access token "
+        f"is valid until {isoformat_z(token.expires_at)}; {refresh}."
+    )
+    io.say(f"Written to {flow.cache.path(target)} (the AWS CLI and SDKs use it too).")
+    profiles: Mapping[str, Mapping[str, Any]] = full.get("profiles", {}) or {}
+    managed = [n for n in profiles_using(target, full) if _managed(profiles[n])]
+    _notify_daemon(args, io, managed)
+    return 0
+
+
+def cmd_login(args: argparse.Namespace, io: LoginCliIo | None = None) -> int:
+    """Run ``credd login``; errors print one line and return their exit code."""
+    io = io or LoginCliIo()
+    try:
+        return _login(args, io)
+    except CreddError as exc:
+        io.stderr.write(f"credd: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        io.stderr.write("credd: login cancelled; nothing was written\n")
+        return 130
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``login`` to the main parser's subcommands."""
+    p = subparsers.add_parser(
+        "login",
+        help="sign in to IAM Identity Center (SSO) for PROFILE or --sso-session NAME",
+        description="Sign in with authorization code + PKCE in a browser (or --device-code), "
+        "store the token in ~/.aws/sso/cache (shared with the AWS CLI) and tell the daemon.",
+    )
+    p.add_argument(
+        "profile", nargs="?", metavar="PROFILE", help="an SSO profile (default: $AWS_PROFILE)"
+    )
+    p.add_argument("--sso-session", metavar="NAME", help="log in to [sso-session NAME] instead")
+    p.add_argument(
+        "--device-code",
+        action="store_true",
+        help="use the device code flow (SSH, hosted notebooks): open the URL anywhere",
+    )
+    p.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in URL instead of opening it"
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=int,
+        default=600,
+        help="how long to wait for the sign-in (default 600)",
+    )
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)",
+    )
+    p.set_defaults(func=cmd_login)

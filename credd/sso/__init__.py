@@ -1,0 +1,37 @@
+"""IAM Identity Center (SSO): the token cache shared with the AWS CLI, the refresh-token grant,
+and ``credd login``. See docs/sso.md.
+
+- :mod:`credd.sso.settings`: which login a profile uses (:class:`SsoTarget`);
+- :mod:`credd.sso.cache`: ``~/.aws/sso/cache`` files (:class:`TokenCache`, :class:`SsoToken`);
+- :mod:`credd.sso.oidc`: unsigned SSO-OIDC clients and their errors;
+- :mod:`credd.sso.tokens`: when and how to refresh (:class:`TokenStore`, :func:`refresh_due`);
+- :mod:`credd.sso.login` / :mod:`credd.sso.loopback`: the login flows.
+"""
+
+from __future__ import annotations
+
+from credd.sso.cache import Registration, SsoToken, TokenCache
+from credd.sso.oidc import OidcClients
+from credd.sso.settings import (
+    SsoTarget,
+    load_full_config,
+    profiles_using,
+    resolve_profile,
+    resolve_session,
+)
+from credd.sso.tokens import TokenStore, refresh_at, refresh_due
+
+__all__ = [
+    "OidcClients",
+    "Registration",
+    "SsoTarget",
+    "SsoToken",
+    "TokenCache",
+    "TokenStore",
+    "load_full_config",
+    "profiles_using",
+    "refresh_at",
+    "refresh_due",
+    "resolve_profile",
+    "resolve_session",
+]
