@@ -43,19 +43,22 @@ class ClientFactory:
                 self._sessions[profile] = session
             return session
 
-    def client(self, service: str, profile: str, credentials: Credentials) -> Any:
+    def _config(self, **extra: Any) -> Any:
         from botocore.config import Config
 
-        session = self._session(profile)
-        region = session.get_config_variable("region") or DEFAULT_REGION
-        config = Config(
+        return Config(
             connect_timeout=self._connect_timeout,
             read_timeout=self._read_timeout,
             # credd does its own backoff with jitter; one quick retry covers a dropped connection.
             retries={"mode": "standard", "total_max_attempts": 2},
             user_agent_extra="credd",
             parameter_validation=self._validate,
+            **extra,
         )
+
+    def client(self, service: str, profile: str, credentials: Credentials) -> Any:
+        session = self._session(profile)
+        region = session.get_config_variable("region") or DEFAULT_REGION
         with self._lock:  # botocore sessions are not safe for concurrent client creation
             return session.create_client(
                 service,
@@ -63,7 +66,18 @@ class ClientFactory:
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
-                config=config,
+                config=self._config(),
+            )
+
+    def unsigned_client(self, service: str, profile: str, region: str) -> Any:
+        """A client for the unsigned IAM Identity Center APIs (``sso``, ``sso-oidc``) in
+        ``region`` (the SSO region, not the profile's), honouring the profile's endpoints."""
+        from botocore import UNSIGNED
+
+        session = self._session(profile)
+        with self._lock:
+            return session.create_client(
+                service, region_name=region, config=self._config(signature_version=UNSIGNED)
             )
 
     def forget(self) -> None:

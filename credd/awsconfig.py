@@ -87,6 +87,7 @@ class ManagedProfile:
     has_file_keys: bool  # long-term keys present in the files (the keyring is preferred)
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     role: RoleSettings | None = None
+    sso: SsoSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class AwsConfig:
     managed: Mapping[str, ManagedProfile]
     broken: Mapping[str, BrokenProfile]
     session_minimum: int = SESSION_MIN
+    sso_sessions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def require_profile(self, name: str) -> Mapping[str, Any]:
         try:
@@ -185,12 +187,72 @@ class AwsConfig:
 def _kind(name: str, raw: Mapping[str, Any]) -> str:
     if "role_arn" in raw:
         return "assume-role"
-    if "sso_session" in raw or "sso_start_url" in raw:
-        raise ConfigError(
-            f"profile {name!r} is an SSO profile; this credd version manages IAM-user MFA sessions",
-            hint="SSO profiles arrive with the SSO release; disable it: credd disable " + name,
-        )
+    if "sso_session" in raw or "sso_start_url" in raw or "sso_account_id" in raw:
+        return "sso"
     return "session-token"
+
+
+@dataclass(frozen=True)
+class SsoSettings:
+    """An SSO profile's keys, validated: ``sso_session`` + ``[sso-session NAME]``, or legacy."""
+
+    session_name: str | None  # None: a legacy profile (start URL and region in the profile)
+    start_url: str
+    region: str
+    scopes: tuple[str, ...]
+    account_id: str
+    role_name: str
+
+    @property
+    def token_key(self) -> str:
+        """What names the shared token: the session name, or the start URL for legacy ones."""
+        return self.session_name or self.start_url
+
+
+def _sso(
+    name: str, raw: Mapping[str, Any], sessions: Mapping[str, Mapping[str, Any]]
+) -> SsoSettings:
+    session_name = str(raw["sso_session"]).strip() if raw.get("sso_session") else None
+    if session_name is not None:
+        section = sessions.get(session_name)
+        if section is None:
+            raise ConfigError(
+                f"profile {name!r}: sso_session = {session_name} but there is no "
+                f"[sso-session {session_name}] section",
+                hint=f"add it (aws configure sso-session), or fix sso_session in [profile {name}]",
+            )
+        start_url, region = section.get("sso_start_url"), section.get("sso_region")
+        where = f"[sso-session {session_name}]"
+        for key in ("sso_start_url", "sso_region"):
+            if raw.get(key) and section.get(key) and raw[key] != section[key]:
+                raise ConfigError(
+                    f"profile {name!r}: {key} differs from the one in {where}",
+                    hint="keep it in one place (botocore refuses the mismatch too)",
+                )
+        scopes_text = str(section.get("sso_registration_scopes") or "sso:account:access")
+    else:
+        start_url, region = raw.get("sso_start_url"), raw.get("sso_region")
+        where = f"[profile {name}]"
+        scopes_text = "sso:account:access"
+    if not start_url or not region:
+        raise ConfigError(
+            f"profile {name!r}: {where} needs sso_start_url and sso_region",
+            hint="run aws configure sso, or add both keys",
+        )
+    account = str(raw.get("sso_account_id") or "").strip()
+    role = str(raw.get("sso_role_name") or "").strip()
+    if not re.fullmatch(r"\d{12}", account):
+        raise ConfigError(
+            f"profile {name!r}: sso_account_id = {account!r} is not a 12-digit account id",
+            hint="copy it from the AWS access portal",
+        )
+    if not role:
+        raise ConfigError(
+            f"profile {name!r}: sso_role_name is missing",
+            hint="the permission set name shown in the AWS access portal",
+        )
+    scopes = tuple(s.strip() for s in scopes_text.split(",") if s.strip())
+    return SsoSettings(session_name, str(start_url), str(region), scopes, account, role)
 
 
 def session_minimum(environ: Mapping[str, str]) -> int:
@@ -202,13 +264,21 @@ def session_minimum(environ: Mapping[str, str]) -> int:
 
 
 def profile_settings(
-    name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN
+    name: str,
+    raw: Mapping[str, Any],
+    minimum: int = SESSION_MIN,
+    sso_sessions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ManagedProfile:
     """Validate ``raw`` as credd would manage it (also for unmanaged sources of a role)."""
-    return _profile(name, raw, minimum)
+    return _profile(name, raw, minimum, sso_sessions or {})
 
 
-def _profile(name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN) -> ManagedProfile:
+def _profile(
+    name: str,
+    raw: Mapping[str, Any],
+    minimum: int = SESSION_MIN,
+    sso_sessions: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ManagedProfile:
     kind = _kind(name, raw)
 
     source = raw.get("credd_mfa_source")
@@ -266,6 +336,7 @@ def _profile(name: str, raw: Mapping[str, Any], minimum: int = SESSION_MIN) -> M
 
     return ManagedProfile(
         role=_role(name, raw, min(minimum, ROLE_MIN)) if kind == "assume-role" else None,
+        sso=_sso(name, raw, sso_sessions or {}) if kind == "sso" else None,
         name=name,
         kind=kind,
         mfa_serial=serial or None,
@@ -308,6 +379,7 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
         ) from None
 
     profiles: dict[str, Mapping[str, Any]] = dict(full.get("profiles", {}))
+    sso_sessions: dict[str, Mapping[str, Any]] = dict(full.get("sso_sessions", {}))
     managed: dict[str, ManagedProfile] = {}
     broken: dict[str, BrokenProfile] = {}
     for name, raw in sorted(profiles.items()):
@@ -321,12 +393,18 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
             broken[name] = BrokenProfile(name, ConfigError(f"profile {name!r}: credd: {exc}"))
             continue
         try:
-            managed[name] = _profile(name, raw, minimum)
+            managed[name] = _profile(name, raw, minimum, sso_sessions)
         except ConfigError as exc:
             log.warning("profile %s is not usable: %s", name, exc.message)
             broken[name] = BrokenProfile(name, exc)
     _check_file_profiles(managed, profiles, broken)
-    return AwsConfig(profiles=profiles, managed=managed, broken=broken, session_minimum=minimum)
+    return AwsConfig(
+        profiles=profiles,
+        managed=managed,
+        broken=broken,
+        session_minimum=minimum,
+        sso_sessions=sso_sessions,
+    )
 
 
 def _check_file_profiles(

@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.exec_env import register as register_exec
 
     register_exec(sub)
+    from credd.cli_login import register as register_login
+
+    register_login(sub)
 
     add("version", cmd_version, "print credd's version", socket=False)
     return parser

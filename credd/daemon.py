@@ -33,6 +33,7 @@ from credd.server.container import ContainerApi, LoopbackServer, PortInUse
 from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
 from credd.sources.codes import ProfileCodes
+from credd.sso import TokenStore
 from credd.writers import CredentialsFileWriter
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Daemon:
         sandbox_sessions = awsconfig.session_minimum(self.environ) < awsconfig.SESSION_MIN
         self.clients = ClientFactory(parameter_validation=not sandbox_sessions)
         self.ledger = CodeLedger(self.clock)
+        self.tokens = TokenStore(clock=self.clock)  # the SSO cache shared with the AWS CLI
         self.scheduler = ApsScheduler()
         self.manager = Manager(
             source_factory=self._source,
@@ -110,6 +112,7 @@ class Daemon:
             ledger=self.ledger,
             clock=self.clock,
             environ=self.environ,
+            tokens=self.tokens,
         )
 
     def _code_source_of(self, profile: awsconfig.ManagedProfile) -> str:

@@ -35,6 +35,7 @@ from credd.clock import Clock, isoformat_z
 from credd.errors import (
     ConfigError,
     CreddError,
+    LoginRequired,
     MfaCodeRejected,
     NeedsMfa,
     NeedsPerson,
@@ -282,7 +283,7 @@ class Manager:
         # Parked ancestors (a fixed keyring, a new seed) are retried first, then the target.
         for node in plan.nodes()[:-1]:
             entry = self._nodes[node.key]
-            if entry.state in {"error", "backoff", "pending"} or entry.creds is None:
+            if entry.state != "fresh" or entry.creds is None:
                 self._wait(self._refresh(entry, "asked for"))
         self._wait(self._refresh(self._nodes[plan.target.key], "asked for"))
         return self.profile_status(profile)
@@ -320,6 +321,11 @@ class Manager:
         if entry.state == "needs_mfa":
             hint = entry.waiting_for or f"run: credd mfa {entry.node.base}"
             return NeedsMfa(f"profile {entry.node.profile.name!r} needs an MFA code", hint=hint)
+        if entry.state == "login_required":
+            return LoginRequired(
+                f"profile {entry.node.profile.name!r} needs an IAM Identity Center login",
+                hint=entry.waiting_for or f"run: credd login {entry.node.profile.name}",
+            )
         return NotReady(
             f"no credentials for {entry.node.profile.name!r} yet", hint="try again in a moment"
         )
@@ -330,7 +336,8 @@ class Manager:
         creds = entry.creds
         if creds is not None and self._servable(entry, creds):
             return creds
-        if entry.state in {"error", "needs_mfa", "backoff"} and entry.inflight is None:
+        parked = {"error", "needs_mfa", "login_required", "backoff"}
+        if entry.state in parked and entry.inflight is None:
             raise FromParent(self._unavailable(entry))
         try:
             self._refresh(entry, "needed by a role").result(timeout=WAIT_FOR_PARENT)
@@ -440,8 +447,13 @@ class Manager:
             entry.error = exc
             entry.blocked_by_parent = from_parent
             if isinstance(exc, NeedsPerson):
-                entry.state, entry.error = "needs_mfa", None
+                login = exc.code == "login_required"
+                entry.state, entry.error = ("login_required" if login else "needs_mfa"), None
                 entry.waiting_for = exc.hint or "a person"
+                # A login elsewhere (aws sso login) lands in the shared cache: look again, locally.
+                recheck = getattr(exc, "recheck_after", None)
+                if isinstance(recheck, timedelta):
+                    retry_at = now + recheck
             elif from_parent:
                 entry.state = "backoff" if transient else "error"
                 entry.waiting_for = exc.hint
@@ -514,8 +526,12 @@ class Manager:
         code_entry = self._nodes[code_node.key] if code_node else None
         mfa_source = _safe(lambda: code_entry.source.mfa_source) if code_entry else None
         waiting = entry.waiting_for
-        if waiting is None and code_entry is not None and code_entry.state == "needs_mfa":
-            waiting = code_entry.waiting_for  # asked ahead while the role is still fresh
+        if waiting is None:  # a session asked ahead for a person while this profile is fresh
+            for node in plan.nodes()[:-1]:
+                ancestor = self._nodes[node.key]
+                if ancestor.state in {"needs_mfa", "login_required"}:
+                    waiting = ancestor.waiting_for
+                    break
         with entry.lock:
             state = "refreshing" if entry.inflight is not None else entry.state
             err = entry.error or entry.file_error

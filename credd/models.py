@@ -72,6 +72,7 @@ STATES = (
     "fresh",  # credentials held with plenty of time left
     "refreshing",  # a refresh is running right now (credentials, if any, still served)
     "needs_mfa",  # parked: waiting for a person to give an MFA code (credd mfa NAME)
+    "login_required",  # parked: waiting for an IAM Identity Center login (credd login NAME)
     "backoff",  # a transient failure (network, throttling); retried with backoff
     "error",  # parked: needs a fix (keys, config, wrong code); not retried in a loop
 )

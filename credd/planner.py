@@ -7,7 +7,11 @@ A plan is a chain of *nodes*; each node is one STS call credd repeats on its own
 - ``role:R`` — ``AssumeRole`` for role profile R, from its parent node's credentials, or straight
   from long-term keys (or the environment) when no MFA is involved;
 - ``direct:R`` — ``AssumeRole`` for R straight from U's long-term keys *with* an MFA code: what a
-  role session longer than 1 h needs, chosen only when U's code source is unattended.
+  role session longer than 1 h needs, chosen only when U's code source is unattended;
+- ``sso-token:S`` — the IAM Identity Center access token of sso-session S (or legacy start URL),
+  shared with the AWS CLI's cache and refreshed with its refresh token;
+- ``sso:S:ACCOUNT:ROLE`` — ``GetRoleCredentials`` from that token, shared by every profile naming
+  the same account and role.
 
 The rules (facts.md): a role assumed from session credentials or from another role is capped at
 1 h; ``GetSessionToken`` lasts up to 36 h and feeds any number of ``AssumeRole`` calls without
@@ -29,7 +33,7 @@ CodeSourceOf = Callable[[ManagedProfile], str]  # "totp" | "process" | "person"
 @dataclass(frozen=True)
 class Node:
     key: str
-    kind: str  # "session-token" | "assume-role"
+    kind: str  # "session-token" | "assume-role" | "sso-token" | "sso"
     profile: ManagedProfile  # whose settings make the call (user for sessions, role for roles)
     parent: Node | None  # None: from long-term keys, or the environment
     base: str  # the profile holding the long-term keys ("" for the environment)
@@ -81,6 +85,22 @@ def explain(plan: Plan, code_source: str | None) -> str:
     """One or two sentences: which calls, which durations, when a person is needed."""
     parts: list[str] = []
     for node in plan.nodes():
+        sso = node.profile.sso
+        if node.kind == "sso-token" and sso is not None:
+            if sso.session_name:
+                parts.append(
+                    f"IAM Identity Center login of sso-session {sso.session_name!r} (shared with "
+                    "the AWS CLI; the access token is renewed with its refresh token)"
+                )
+            else:
+                parts.append(
+                    f"IAM Identity Center login for {sso.start_url} (legacy profile: its token "
+                    "cannot be refreshed; use an [sso-session] for that)"
+                )
+            continue
+        if node.kind == "sso" and sso is not None:
+            parts.append(f"GetRoleCredentials for {sso.role_name} in account {sso.account_id}")
+            continue
         if node.kind == "session-token":
             parts.append(
                 f"MFA session of {node.base!r} (GetSessionToken, {_hours(node.duration)}, "
@@ -106,6 +126,11 @@ def explain(plan: Plan, code_source: str | None) -> str:
             how = f"from the role session of {node.parent.profile.name!r} (chained: capped at 1 h)"
         parts.append(f"AssumeRole {arn} for {_hours(node.duration)} {how}")
     text = "; then ".join(parts) + "."
+    token = plan.nodes()[0]
+    if token.kind == "sso-token":
+        if token.profile.sso is not None and token.profile.sso.session_name:
+            return text + " A person logs in again only when the refresh token ends (credd login)."
+        return text + " A person logs in again when the token ends (credd login)."
     if plan.code_node() is None:
         return text + " No MFA: nobody is ever asked."
     if code_source == "person":
@@ -125,7 +150,7 @@ def _settings(config: AwsConfig, name: str, chain: list[str]) -> ManagedProfile:
         )
     raw: Mapping[str, Any] = config.profiles[name]
     try:
-        return profile_settings(name, raw, config.session_minimum)
+        return profile_settings(name, raw, config.session_minimum, config.sso_sessions)
     except ConfigError as exc:
         raise ConfigError(
             f"profile {chain[0]!r}: its source {name!r} is not usable: {exc.message}",
@@ -136,6 +161,8 @@ def _settings(config: AwsConfig, name: str, chain: list[str]) -> ManagedProfile:
 def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan:
     """The plan for managed profile ``name``; ``ConfigError`` naming the chain when impossible."""
     target = config.managed[name]
+    if target.sso is not None:
+        return Plan(name, _sso_nodes(target))
     if target.role is None:
         node = Node(
             f"session:{name}",
@@ -165,6 +192,28 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
         names.append(source)
 
     base = chain[-1]
+    if base.sso is not None:  # roles on top of an SSO profile: chained, so 1 h each
+        top = _sso_nodes(base)
+        for hop in chain[-2::-1]:
+            assert hop.role is not None
+            if hop.role.duration_seconds > CHAIN_CAP:
+                raise ConfigError(
+                    f"profile {hop.name!r}: duration_seconds = {hop.role.duration_seconds}, but a "
+                    f"role assumed from SSO role credentials is capped at 1 h by STS (chain: "
+                    f"{' -> '.join(names)})",
+                    hint="set duration_seconds = 3600 or less",
+                )
+            top = Node(
+                f"role:{hop.name}",
+                "assume-role",
+                hop,
+                top,
+                "",
+                False,
+                hop.role.duration_seconds,
+                None,
+            )
+        return Plan(name, top)
     device = next((p.mfa_serial for p in chain if p.mfa_serial), None)
     mfa = device is not None or (base.role is None and base.name in config.managed)
     for p in chain:
@@ -254,3 +303,20 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
             parent.base_profile,
         )
     return Plan(name, parent)
+
+
+def _sso_nodes(profile: ManagedProfile) -> Node:
+    """``sso-token:S`` -> ``sso:S:ACCOUNT:ROLE`` for an SSO profile."""
+    sso = profile.sso
+    assert sso is not None
+    token = Node(f"sso-token:{sso.token_key}", "sso-token", profile, None, "", False, 0, None)
+    return Node(
+        f"sso:{sso.token_key}:{sso.account_id}:{sso.role_name}",
+        "sso",
+        profile,
+        token,
+        "",
+        False,
+        0,
+        None,
+    )

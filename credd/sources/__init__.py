@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from credd.awsclients import ClientFactory
 from credd.clock import Clock
@@ -16,6 +16,9 @@ from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.planner import Node
 from credd.secrets import SecretStore
+
+if TYPE_CHECKING:
+    from credd.sso import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,20 @@ def build_source(
     ledger: CodeLedger,
     clock: Clock,
     environ: Mapping[str, str] | None = None,
+    tokens: TokenStore | None = None,
 ) -> Source:
     """The source for ``node``; ``parent`` gives the parent node's credentials."""
+    if node.kind == "sso-token":
+        from credd.sources.sso_token import SsoTokenSource
+        from credd.sso import TokenStore as Store
+
+        log.info("%s: IAM Identity Center token from the shared cache", node.key)
+        return SsoTokenSource(node, store=tokens or Store(clock=clock), clock=clock)
+    if node.kind == "sso":
+        from credd.sources.sso import SsoRoleSource
+
+        log.info("%s: sso:GetRoleCredentials", node.key)
+        return SsoRoleSource(node, parent=parent, clients=clients)
     if node.kind == "session-token":
         from credd.sources.session_token import SessionTokenSource
 
