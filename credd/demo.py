@@ -124,9 +124,17 @@ class Demo:
         store.set_totp_seed("demo-mfa", device.seed)
         say(f"IAM user {user.arn} with virtual MFA device {device.serial}")
         say("its long-term keys and TOTP seed are in the keyring, not in any file")
+        # IAM Identity Center: 5 min access tokens, 2 min role credentials, so both renew on screen
+        admin.set_sso_settings(access_token_seconds=300)
+        instance = admin.create_sso_instance(region="us-east-1")
+        self.sso_user = admin.create_sso_user("demo-notebook-user", start_url=instance)
+        self.sso_instance = instance
+        admin.assign_sso_role(self.sso_user, "DemoReader", start_url=instance, session_duration=120)
+        self.admin = admin
         self.aws.mkdir(mode=0o700, parents=True, exist_ok=True)
         services = "".join(
-            f"{svc} =\n  endpoint_url = {endpoint}\n" for svc in ("sts", "iam", "s3", "sqs")
+            f"{svc} =\n  endpoint_url = {endpoint}\n"
+            for svc in ("sts", "iam", "s3", "sqs", "sso", "sso_oidc")
         )
         getter = self.credd_cmd("get", "demo-mfa", "--socket", str(self.socket))
         (self.aws / "config").write_text(
@@ -152,6 +160,18 @@ class Demo:
             "region = us-east-1\n"
             "services = sandbox\n"
             "credd = true\n\n"
+            "# IAM Identity Center, as `aws configure sso` writes it (seed 000's notebook user).\n"
+            "[profile demo-sso]\n"
+            "sso_session = demo\n"
+            "sso_account_id = 123456789012\n"
+            "sso_role_name = DemoReader\n"
+            "region = us-east-1\n"
+            "services = sandbox\n"
+            "credd = true\n\n"
+            "[sso-session demo]\n"
+            f"sso_start_url = {self.sso_instance.start_url}\n"
+            "sso_region = us-east-1\n"
+            "sso_registration_scopes = sso:account:access\n\n"
             "[services sandbox]\n" + services
         )
         (self.aws / "credentials").write_text(
@@ -185,6 +205,30 @@ class Demo:
         say(f"credd daemon up (pid {daemon.pid}), socket {self.socket}")
         threading.Thread(target=self._tail_daemon, daemon=True).start()
 
+    def login_sso(self) -> None:
+        """`credd login demo-sso --device-code`, with the sandbox approving in the 'browser'."""
+        self.admin.sso_auto_approve(self.sso_user, start_url=self.sso_instance, count=1)
+        say("logging in to IAM Identity Center: credd login demo-sso --device-code")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "credd.cli",
+                "login",
+                "demo-sso",
+                "--device-code",
+                "--no-browser",
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for line in (done.stdout + done.stderr).splitlines():
+            print("login: " + line, flush=True)
+        if done.returncode != 0:
+            say("the SSO login failed; demo-sso will show login_required")
+
     def _tail_daemon(self) -> None:
         with open(self.home / "daemon.log", encoding="utf-8", errors="replace") as f:
             while True:
@@ -194,7 +238,17 @@ class Demo:
                     continue
                 if "new MFA session" in line:
                     self.rotations += 1
-                if any(w in line for w in ("new MFA session", "new role", "WARNING", "ERROR")):
+                if any(
+                    w in line
+                    for w in (
+                        "new MFA session",
+                        "new role",
+                        "new SSO",
+                        "SSO access",
+                        "WARNING",
+                        "ERROR",
+                    )
+                ):
                     print("daemon: " + line.rstrip().split(": ", 1)[-1], flush=True)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
@@ -304,6 +358,7 @@ def run_inner(args: argparse.Namespace) -> int:
         endpoint = demo.start_sandbox()
         demo.configure(endpoint)
         demo.start_daemon()
+        demo.login_sso()
         demo.print_exports(endpoint)
         demo.start_app(endpoint)
         deadline = time.monotonic() + args.seconds if args.seconds else None

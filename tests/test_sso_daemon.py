@@ -406,3 +406,43 @@ def test_seed_000_notebook_and_upload_loop_across_token_and_role_expiry(
     assert summary["failed"] == 0 and summary["sessions"] >= 4, out[-2000:]
     assert admin.calls("CreateToken:refresh_token") >= 1  # the access token was renewed too
     assert admin.calls("GetRoleCredentials") >= 4
+
+
+def test_a_role_chained_on_an_sso_profile(daemons: DaemonFactory) -> None:
+    admin = daemons.sandbox.admin
+    instance = admin.create_sso_instance(region="us-east-1")
+    user = admin.create_sso_user(unique_name("ch"), start_url=instance)
+    assignment = admin.assign_sso_role(user, "Reader", start_url=instance)
+    role = admin.create_role(unique_name("analyst"), trusted=[assignment.role_arn])
+    (daemons.aws / "config").write_text(
+        sso_config(daemons.sandbox.endpoint, instance.start_url).replace(
+            "[sso-session dev]",
+            f"[profile analyst]\nrole_arn = {role.arn}\nsource_profile = dev\n"
+            "region = us-east-1\nservices = sandbox\ncredd = true\n\n[sso-session dev]",
+        )
+    )
+    cli_login(
+        daemons.sandbox,
+        instance.start_url,
+        user,
+        daemons.home / ".aws" / "sso" / "cache",
+        timedelta(minutes=50),
+    )
+    d = daemons.start()
+    p = d.wait_state("analyst", "fresh")
+    assert p["kind"] == "assume-role" and p["expires_in_seconds"] <= 3600
+    assert "GetRoleCredentials for Reader" in p["plan"] and "AssumeRole" in p["plan"]
+    assert d.get("analyst")["AccessKeyId"] != d.get("dev")["AccessKeyId"]
+    assert admin.calls("GetRoleCredentials") == 1  # shared with the dev profile itself
+
+
+def test_login_with_a_wrong_start_url_is_a_clear_error(daemons: DaemonFactory) -> None:
+    (daemons.aws / "config").write_text(
+        sso_config(daemons.sandbox.endpoint, "https://nobody.awsapps.com/start")
+    )
+    d = daemons.start()
+    d.wait_state("dev", "login_required")
+    done = d.run("login", "dev", "--device-code", timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") <= 2 and "start" in done.stderr.lower(), done.stderr
+    assert "Traceback" not in done.stderr
