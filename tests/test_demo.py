@@ -73,6 +73,7 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
         assert [p["name"] for p in json.loads(status.stdout)["profiles"]] == [
             "demo-mfa",
             "demo-role",
+            "demo-sso",
         ]
         got = subprocess.run(
             [sys.executable, "-m", "credd.cli", "get", "demo-mfa"],
