@@ -1,0 +1,126 @@
+"""``credd store init | use``: choose a file secret store on a host with no keyring.
+
+The choice is explicit: ``init`` creates the store and records it in
+``$XDG_CONFIG_HOME/credd/secret-store``; ``CREDD_SECRET_STORE`` overrides that record. See
+:mod:`credd.filestore` and docs/secrets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable
+
+from credd import filestore
+from credd.errors import UsageError
+
+MIN_PASSPHRASE = 8
+
+
+def _new_passphrase(args: argparse.Namespace) -> bytes:
+    env = dict(os.environ)
+    if args.passphrase_fd is not None:
+        env[filestore.FD_ENV] = str(args.passphrase_fd)
+    prompt: Callable[[str], str] | None = None
+    if sys.stdin.isatty():
+        prompt = getpass.getpass
+    source = filestore.passphrase_source(env, prompt=prompt)
+    if source is None:
+        raise UsageError(
+            "no passphrase for the new encrypted store",
+            hint="run this in a terminal to be asked, or pass --passphrase-fd N "
+            "(e.g. --passphrase-fd 3 3< file)",
+        )
+    where, read = source
+    passphrase = read()
+    if where == "the terminal":
+        again = getpass.getpass("The same passphrase again: ").encode()
+        if again != passphrase:
+            raise UsageError("the two passphrases differ; nothing was created")
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise UsageError(
+            f"the passphrase is shorter than {MIN_PASSPHRASE} characters; nothing was created",
+            hint="use a long passphrase: it is all that protects the file",
+        )
+    return passphrase
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    kind = args.kind
+    path = filestore.store_path(kind)
+    if kind == filestore.ENCRYPTED:
+        passphrase = _new_passphrase(args)
+        filestore.EncryptedFileKeyring(path).create_with(passphrase)
+    else:
+        filestore.PlaintextFileKeyring(path).create()
+    choice = filestore.select_store(kind)
+    print(f"created {path} (0600); credd now uses it (recorded in {choice})")
+    if kind == filestore.PLAINTEXT:
+        sys.stderr.write(
+            "credd: WARNING: secrets in this store are NOT encrypted: anyone who can read "
+            f"{path} (or a backup of it) gets your AWS keys and TOTP seeds\n"
+        )
+    else:
+        print(
+            "the daemon needs the passphrase at start: --passphrase-fd N, or the systemd "
+            f"credential {filestore.CREDENTIAL_NAME} (LoadCredential=), or a terminal prompt"
+        )
+    print("store secrets as usual: credd keys set PROFILE / credd totp set PROFILE")
+    env = os.environ.get(filestore.STORE_ENV)
+    if env and env != kind:
+        sys.stderr.write(f"credd: note: {filestore.STORE_ENV}={env} overrides that choice\n")
+    return 0
+
+
+def cmd_use(args: argparse.Namespace) -> int:
+    kind = args.kind
+    if kind != filestore.KEYRING and not filestore.store_path(kind).exists():
+        raise UsageError(
+            f"there is no {kind} store at {filestore.store_path(kind)}",
+            hint=f"create it: credd store init {kind}",
+        )
+    choice = filestore.select_store(kind)
+    print(f"credd now uses the {kind} secret store (recorded in {choice}); restart the daemon")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    kind, source = filestore.selected()
+    print(f"secret store: {kind} (chosen by {source})")
+    if kind != filestore.KEYRING:
+        path = filestore.store_path(kind)
+        print(f"file: {path} ({'present' if path.exists() else 'missing'})")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``store`` to the main parser's subcommands."""
+    top = subparsers.add_parser(
+        "store", help="choose where secrets live on a host with no keyring",
+        description="Create and choose a file secret store for hosts with no Secret Service "
+        "(SSH boxes, hosted notebooks). See docs/secrets.md.",
+    )  # fmt: skip
+    sub = top.add_subparsers(dest="store_command", metavar="COMMAND", required=True)
+    p = sub.add_parser(
+        "init", help="create an encrypted (or, opted in, plain-text) file store and use it",
+        description="Create $XDG_DATA_HOME/credd/secrets.enc (encrypted with a passphrase) "
+        "or secrets.json (plain text, 0600) and make credd use it.",
+    )  # fmt: skip
+    p.add_argument(
+        "kind", choices=(filestore.ENCRYPTED, filestore.PLAINTEXT),
+        help="encrypted-file (a passphrase unlocks it) or plaintext-file (0600, unencrypted)",
+    )  # fmt: skip
+    p.add_argument(
+        "--passphrase-fd", type=int, metavar="N",
+        help="read the new passphrase from file descriptor N (else a terminal prompt)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser("use", help="switch credd to an existing store (or back to the keyring)")
+    p.add_argument(
+        "kind", choices=filestore.KINDS, help="keyring, encrypted-file or plaintext-file"
+    )
+    p.set_defaults(func=cmd_use)
+    p = sub.add_parser("show", help="which secret store credd uses, and why")
+    p.set_defaults(func=cmd_show)
