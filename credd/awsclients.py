@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from credd import metrics
 from credd.models import Credentials
 
 DEFAULT_REGION = "us-east-1"
@@ -60,7 +61,7 @@ class ClientFactory:
         session = self._session(profile)
         region = session.get_config_variable("region") or DEFAULT_REGION
         with self._lock:  # botocore sessions are not safe for concurrent client creation
-            return session.create_client(
+            client = session.create_client(
                 service,
                 region_name=region,
                 aws_access_key_id=credentials.access_key_id,
@@ -68,6 +69,7 @@ class ClientFactory:
                 aws_session_token=credentials.session_token,
                 config=self._config(),
             )
+        return metrics.instrument(client)
 
     def unsigned_client(self, service: str, profile: str, region: str) -> Any:
         """A client for the unsigned IAM Identity Center APIs (``sso``, ``sso-oidc``) in
@@ -76,9 +78,10 @@ class ClientFactory:
 
         session = self._session(profile)
         with self._lock:
-            return session.create_client(
+            client = session.create_client(
                 service, region_name=region, config=self._config(signature_version=UNSIGNED)
             )
+        return metrics.instrument(client)
 
     def forget(self) -> None:
         """Drop cached sessions (after the AWS config changed)."""

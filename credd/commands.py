@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -41,8 +42,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from credd.endpoint import EndpointSettings
     from credd.paths import socket_path
 
+    if args.passphrase_fd is not None:  # the encrypted secret store's passphrase, read once
+        os.environ["CREDD_PASSPHRASE_FD"] = str(args.passphrase_fd)
     endpoint = EndpointSettings.resolve(port=args.endpoint_port, disabled=args.no_endpoint)
-    return run(socket_path(override=args.socket), log_level=args.log_level, endpoint=endpoint)
+    socket = socket_path(override=args.socket)
+    if args.detach:
+        from credd.detach import start_detached
+
+        return start_detached(
+            socket, lambda: run(socket, log_level=args.log_level, endpoint=endpoint)
+        )
+    return run(socket, log_level=args.log_level, endpoint=endpoint)
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -262,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
         "20000 + uid %% 10000; 0 = any free port); see docs/container-endpoint.md",
     )
     p.add_argument("--no-endpoint", action="store_true", help="do not serve the container endpoint")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (pid file next to the socket, log in "
+        "$XDG_STATE_HOME/credd/credd.log); returns once the socket answers; stop: credd stop",
+    )
+    p.add_argument(
+        "--passphrase-fd",
+        type=int,
+        metavar="N",
+        help="read the encrypted secret store's passphrase from file descriptor N",
+    )
 
     p = add("status", cmd_status, "show every managed profile; exit 0 only when all are fresh")
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="show only this profile")
@@ -332,6 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.cli_login import register as register_login
 
     register_login(sub)
+    from credd.service import register as register_service
+
+    register_service(sub)
+    from credd.detach import register as register_stop
+
+    register_stop(sub)
+    from credd.cli_store import register as register_store
+
+    register_store(sub)
+    from credd.doctor import register as register_doctor
+
+    register_doctor(sub)
 
     add("version", cmd_version, "print credd's version", socket=False)
     return parser

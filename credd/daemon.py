@@ -3,6 +3,12 @@
 ``run()`` is ``credd daemon``: it serves until SIGTERM or SIGINT, then shuts down cleanly
 (stops accepting, finishes in-flight requests, stops the scheduler). SIGHUP rereads the AWS
 config without dropping sessions of unchanged profiles.
+
+Under systemd (docs/service.md) it speaks the service protocol through :mod:`credd.sdnotify`:
+``READY=1`` once the socket serves, ``STATUS=`` a one-line summary whenever it changes,
+``WATCHDOG=1`` from the serve loop only while the socket answers and the scheduler runs,
+``RELOADING=1`` / ``READY=1`` around a SIGHUP reload, ``STOPPING=1``; and it serves a socket
+handed over by socket activation (``LISTEN_FDS``).
 """
 
 from __future__ import annotations
@@ -11,22 +17,27 @@ import logging
 import os
 import re
 import signal
+import socket as _socket
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from credd import awsconfig
+from credd import awsconfig, notify
 from credd.awsclients import ClientFactory
 from credd.clock import Clock, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import CreddError, SecretStoreError
 from credd.manager import Manager
 from credd.mfa import CodeLedger
-from credd.models import Credentials
+from credd.models import Credentials, ProfileStatus
+from credd.persist import Persist
 from credd.planner import Node
 from credd.refresher import ApsScheduler, RefreshPolicy
+from credd.sdnotify import Notifier, listen_fds, watchdog_interval
 from credd.secrets import SecretStore
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse
@@ -65,6 +76,29 @@ def setup_logging(level: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+#: How ``STATUS=`` names each state, in the order it lists them.
+_STATE_WORDS = (
+    ("fresh", "fresh"),
+    ("refreshing", "refreshing"),
+    ("pending", "pending"),
+    ("needs_mfa", "needs MFA"),
+    ("login_required", "needs login"),
+    ("backoff", "backing off"),
+    ("error", "in error"),
+)
+
+
+def summary(statuses: Iterable[ProfileStatus]) -> str:
+    """The one-line ``STATUS=``: ``"5 fresh, 1 needs MFA"``."""
+    counts = Counter(s.state for s in statuses)
+    if not counts:
+        return "no managed profiles"
+    known = dict(_STATE_WORDS)
+    parts = [f"{counts[state]} {word}" for state, word in _STATE_WORDS if counts[state]]
+    parts += [f"{n} {state}" for state, n in sorted(counts.items()) if state not in known]
+    return ", ".join(parts)
+
+
 class Daemon:
     """The running daemon's parts, built from the environment; ``serve()`` blocks."""
 
@@ -77,6 +111,9 @@ class Daemon:
         secrets: SecretStore | None = None,
         environ: Mapping[str, str] | None = None,
         endpoint: EndpointSettings | None = None,
+        listen_fd: int | None = None,
+        notifier: Notifier | None = None,
+        desktop: notify.Notifier | None = None,
     ) -> None:
         self.socket = socket
         self.clock = clock or SystemClock()
@@ -96,8 +133,15 @@ class Daemon:
             policy=policy,
             socket_path=str(socket),
             code_source_of=self._code_source_of,
+            # sessions survive restarts: saved in the secret store, restored at start
+            persist=Persist(self.secrets, clock=self.clock, environ=self.environ),
         )
-        self.server = UnixServer(socket, Api(self.manager, self.clock))
+        self.server = UnixServer(socket, Api(self.manager, self.clock), listen_fd=listen_fd)
+        self.notifier = notifier or Notifier(self.environ)
+        self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
+        self.watchdog_every = watchdog_interval(self.environ)
+        self._status_sent: str | None = None
+        self._unhealthy: str | None = None
         self.endpoint_settings = endpoint or EndpointSettings.resolve(environ=self.environ)
         self.endpoint: LoopbackServer | None = None
         self._stop = threading.Event()
@@ -151,6 +195,8 @@ class Daemon:
             len(config.managed) + len(config.broken),
             len(config.broken),
         )
+        self._status_sent = summary(self.manager.status())
+        self.notifier.ready(self._status_sent)
 
     def start_endpoint(self) -> None:
         """Start the container endpoint. Failing to is logged and shown in ``status``: the
@@ -198,24 +244,76 @@ class Daemon:
         self._stop.set()
 
     def serve(self) -> None:
-        """Block until :meth:`stop` (or a signal), handling reloads; then shut down."""
+        """Block until :meth:`stop` (or a signal), handling reloads, keeping ``STATUS=`` current
+        and pinging the watchdog while healthy; then shut down."""
+        tick = min(0.5, self.watchdog_every or 0.5)
+        next_ping = 0.0
         try:
             while not self._stop.is_set():
-                self._stop.wait(0.5)
                 if self._reload.is_set():
                     self._reload.clear()
+                    self.notifier.reloading()
                     self.reload()
+                    self._status_sent = summary(self.manager.status())
+                    self.notifier.ready(self._status_sent)
+                self.update_status()
+                if self.watchdog_every is not None and time.monotonic() >= next_ping:
+                    if self.check_health():
+                        self.notifier.watchdog()
+                    next_ping = time.monotonic() + self.watchdog_every
+                self._stop.wait(tick)
         finally:
             self.shutdown()
 
+    def update_status(self) -> None:
+        """Send ``STATUS=`` when the summary changed."""
+        statuses = self.manager.status()
+        self.desktop.observe(statuses)
+        text = summary(statuses)
+        if text != self._status_sent:
+            self._status_sent = text
+            self.notifier.status(text)
+
+    def health_problem(self) -> str | None:
+        """Why the daemon is not doing its work, or ``None``: the refresh scheduler's thread is
+        alive and the socket answers a status request (event loop, handler pool and manager)."""
+        # ApsScheduler keeps APScheduler's BackgroundScheduler, whose thread is ``_thread``.
+        inner = getattr(self.scheduler, "_scheduler", None)
+        thread = getattr(inner, "_thread", None)
+        if isinstance(thread, threading.Thread) and not thread.is_alive():
+            return "the refresh scheduler thread has stopped"
+        from credd.client import Client
+
+        timeout = max(1.0, min(10.0, self.watchdog_every or 10.0))
+        try:
+            Client(self.socket, timeout=timeout).status()
+        except CreddError as exc:
+            return f"the socket does not answer: {exc.message}"
+        return None
+
+    def check_health(self) -> bool:
+        problem = self.health_problem()
+        if problem != self._unhealthy:
+            if problem:
+                log.error("unhealthy, not pinging the watchdog: %s", problem)
+                self.notifier.status(f"unhealthy: {problem}")
+            else:
+                log.info("healthy again")
+                self._status_sent = None  # resend the summary
+            self._unhealthy = problem
+        return problem is None
+
     def shutdown(self) -> None:
         log.info("credd stopping")
+        self.notifier.stopping()
         if self.endpoint is not None:
             self.endpoint.stop()
         self.server.stop()
         self.manager.stop()
         self.scheduler.shutdown()
         log.info("credd stopped")
+        self.notifier.close()
+        self.desktop.close()
 
     def install_signal_handlers(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -235,7 +333,8 @@ def run(
 ) -> int:
     """``credd daemon``: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     setup_logging(log_level)
-    daemon = Daemon(socket, endpoint=endpoint)
+    listen_fd, socket = activated_socket(socket)
+    daemon = Daemon(socket, endpoint=endpoint, listen_fd=listen_fd)
     daemon.install_signal_handlers()
     try:
         daemon.start()
@@ -245,6 +344,28 @@ def run(
             daemon.shutdown()
         except Exception:
             log.debug("shutdown after failed start also failed", exc_info=True)
+        daemon.notifier.status(f"cannot start: {exc.message}")
         return exc.exit_code
     daemon.serve()
     return 0
+
+
+def activated_socket(configured: Path) -> tuple[int | None, Path]:
+    """The socket systemd handed over (``LISTEN_FDS``), and the path it is bound to.
+
+    Without socket activation: ``(None, configured)``."""
+    fds = listen_fds()
+    if not fds:
+        return None, configured
+    if len(fds) > 1:
+        log.warning("socket activation passed %d sockets; serving the first", len(fds))
+    probe = _socket.socket(fileno=fds[0])
+    try:
+        name = probe.getsockname() if probe.family == _socket.AF_UNIX else None
+    finally:
+        probe.detach()
+    path = Path(name) if isinstance(name, str) and name else configured
+    if path != configured:
+        log.warning("serving the activated socket %s, not %s", path, configured)
+    log.info("socket activation: serving fd %d (%s)", fds[0], path)
+    return fds[0], path

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from credd import __version__
+from credd import __version__, metrics
 from credd.awsconfig import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
 from credd.errors import (
@@ -44,6 +44,7 @@ from credd.errors import (
 )
 from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
+from credd.persist import Persist
 from credd.planner import Node, Plan, explain, plan_for
 from credd.refresher import RefreshPolicy, Scheduler
 from credd.sources import Source
@@ -110,6 +111,7 @@ class Manager:
         wait_timeout: float = 8.0,
         socket_path: str | None = None,
         code_source_of: CodeSourceOf | None = None,
+        persist: Persist | None = None,
     ) -> None:
         self._source_factory = source_factory
         self._scheduler = scheduler
@@ -119,6 +121,7 @@ class Manager:
         self._rng = rng or random.Random()
         self._wait_timeout = wait_timeout
         self._code_source_of = code_source_of or _configured_code_source
+        self._persist = persist
         self._nodes: dict[str, Entry] = {}
         self._profiles: dict[str, ProfileRef] = {}
         self._lock = threading.Lock()
@@ -131,7 +134,11 @@ class Manager:
     # -- configuration ---------------------------------------------------------------------
 
     def load(self, config: AwsConfig) -> None:
-        """Adopt ``config``: new nodes start, removed ones stop, unchanged ones keep state."""
+        """Adopt ``config``: new nodes start, removed ones stop, unchanged ones keep state.
+
+        Saved sessions (``persist``) of changed or removed nodes are deleted; a new node starts
+        from its saved session when one was made for the same settings and is still servable.
+        """
         profiles: dict[str, ProfileRef] = {}
         wanted: dict[str, Node] = {}
         for name, prof in config.managed.items():
@@ -161,6 +168,7 @@ class Manager:
             parent_key = node.parent.key if node.parent else None
             getter = functools.partial(self._node_credentials, parent_key) if parent_key else _none
             nodes[key] = Entry(key, node, self._source_factory(node, getter))
+        restored = self._restore_saved(old, nodes)
         for key, node in wanted.items():
             if node.parent is not None:
                 nodes[node.parent.key].children.add(key)
@@ -173,19 +181,22 @@ class Manager:
         for name, ref in old_profiles.items():
             if name not in profiles and ref.plan is not None:
                 self._remove_file_section(ref.plan.target.profile)
+        for entry in restored:
+            if entry.creds is not None:
+                self._write_files(entry, entry.creds)
         if self._running:
             for key, entry in nodes.items():
                 if old.get(key) is not entry:
-                    self._schedule(entry, self._clock.now())
+                    self._schedule_first(entry)
 
     def start(self) -> None:
-        """Fetch every node now, parents first; the scheduler takes it from there."""
+        """Fetch every node now, parents first, except those restored from a saved session:
+        their refresh is scheduled ahead of expiry as after a fetch."""
         self._running = True
-        now = self._clock.now()
         with self._lock:
             entries = list(self._nodes.values())
         for entry in entries:
-            self._schedule(entry, now)
+            self._schedule_first(entry)
 
     def stop(self) -> None:
         self._running = False
@@ -197,13 +208,16 @@ class Manager:
     # -- Backend ---------------------------------------------------------------------------
 
     def daemon_info(self) -> dict[str, Any]:
-        return {
+        info = {
             "version": __version__,
             "pid": os.getpid(),
             "started_at": isoformat_z(self._started_at),
             "socket": self._socket_path,
             **self.info_extra,
         }
+        if self._persist is not None:
+            info["persistence"] = self._persist.info()
+        return info
 
     def status(self) -> list[ProfileStatus]:
         with self._lock:
@@ -368,6 +382,53 @@ class Manager:
         entry.next_refresh_at = at
         self._scheduler.schedule(entry.key, at, lambda: self._job(entry))
 
+    def _schedule_first(self, entry: Entry) -> None:
+        """A node's first job: now, or ahead of the expiry of a restored session."""
+        now = self._clock.now()
+        creds, issued = entry.creds, entry.last_refresh_at
+        if entry.state == "fresh" and creds is not None and creds.expiration and issued:
+            self._schedule_next(entry, issued, creds.expiration)
+        else:
+            self._schedule(entry, now)
+
+    def _schedule_next(self, entry: Entry, issued: datetime, expires: datetime) -> None:
+        unattended = _safe_flag(lambda: entry.source.unattended)
+        at = self.policy.refresh_at(issued, expires, unattended=unattended, rng=self._rng)
+        self._schedule(entry, max(at, self._clock.now() + timedelta(seconds=1)))
+
+    # -- internals: saved sessions ---------------------------------------------------------
+
+    def _restore_saved(self, old: dict[str, Entry], nodes: dict[str, Entry]) -> list[Entry]:
+        """Drop saved sessions of changed/removed nodes; restore those of new nodes."""
+        if self._persist is None:
+            return []
+        for key, entry in old.items():
+            if nodes.get(key) is not entry:
+                self._persist.delete(key)
+        self._persist.prune(set(nodes))
+        restored: list[Entry] = []
+        for key, entry in nodes.items():
+            if old.get(key) is entry:
+                continue
+            saved = self._persist.restore(entry.node, self._servable_at)
+            if saved is not None:
+                entry.creds, entry.state = saved.credentials, "fresh"
+                entry.last_refresh_at = saved.issued_at
+                restored.append(entry)
+        return restored
+
+    def _servable_at(self, creds: Credentials, issued: datetime) -> bool:
+        lifetime = creds.expiration - issued if creds.expiration else None
+        return self.policy.servable(creds.expiration, self._clock.now(), lifetime)
+
+    def _save(self, entry: Entry, creds: Credentials, issued: datetime) -> None:
+        if self._persist is None or self._nodes.get(entry.key) is not entry:
+            return  # persistence off, or the node was replaced by a reload meanwhile
+        try:
+            self._persist.save(entry.node, creds, issued)
+        except Exception as exc:  # never let saving break a refresh; never leak its text
+            log.error("%s: unexpected %s while saving the session", entry.key, type(exc).__name__)
+
     def _job(self, entry: Entry) -> None:
         entry.next_refresh_at = None
         with contextlib.suppress(CreddError):  # the outcome is recorded on the entry
@@ -403,7 +464,10 @@ class Manager:
             )
             self._failed(entry, outcome, transient=True)
         else:
-            self._succeeded(entry, outcome)
+            issued = self._succeeded(entry, outcome)
+            # Saved before the refresh counts as done, so "fresh" in status means "saved" (the
+            # new credentials are already served meanwhile; the store's calls are bounded).
+            self._save(entry, outcome, issued)
         with entry.lock:
             entry.inflight = None
         if isinstance(outcome, CreddError):
@@ -411,7 +475,7 @@ class Manager:
         else:
             future.set_result(outcome)
 
-    def _succeeded(self, entry: Entry, creds: Credentials) -> None:
+    def _succeeded(self, entry: Entry, creds: Credentials) -> datetime:
         now = self._clock.now()
         with entry.lock:
             entry.creds = creds
@@ -421,16 +485,15 @@ class Manager:
             entry.failures = entry.mfa_failures = 0
             entry.blocked_by_parent = False
             entry.last_refresh_at = now
+        metrics.record_refresh(entry.node.profile.name, "success")
         self._write_files(entry, creds)
         if creds.expiration is not None and self._running:
-            at = self.policy.refresh_at(
-                now, creds.expiration, unattended=entry.source.unattended, rng=self._rng
-            )
-            self._schedule(entry, max(at, now + timedelta(seconds=1)))
+            self._schedule_next(entry, now, creds.expiration)
         for child_key in entry.children:  # roles that were waiting on this session
             child = self._nodes.get(child_key)
             if child is not None and child.blocked_by_parent and self._running:
                 self._schedule(child, now)
+        return now
 
     def _failed(
         self,
@@ -480,6 +543,7 @@ class Manager:
             else:
                 entry.state = "error"
                 entry.waiting_for = exc.hint
+        metrics.record_refresh(entry.node.profile.name, entry.state, exc.code)
         log.warning("%s: refresh failed: %s", entry.key, exc)
         if retry_at is not None and self._running:
             self._schedule(entry, retry_at)
@@ -582,6 +646,15 @@ def _configured_code_source(profile: ManagedProfile) -> str:
     if profile.mfa_source:
         return profile.mfa_source
     return "process" if profile.mfa_process else "person"
+
+
+def _safe_flag(fn: Callable[[], bool]) -> bool:
+    """``source.unattended``; unknown (the keyring is down) counts as needing a person, whose
+    refresh is asked for earlier: the safe side."""
+    try:
+        return fn()
+    except CreddError:
+        return False
 
 
 def _safe(fn: Callable[[], str | None]) -> str | None:

@@ -16,7 +16,8 @@ Every keyring call runs in a worker thread and is abandoned after ``timeout`` se
 keyring that waits for a person (an unlock prompt nobody answers) or a D-Bus peer that never
 replies cannot hang credd. An abandoned call keeps running in its (daemon) thread; while it does,
 further calls fail fast instead of piling up threads. Any keyring backend object can be passed
-in, which is how an encrypted file store (issue 5) will slot in.
+in; ``CREDD_SECRET_STORE=encrypted-file|plaintext-file`` swaps the OS keyring for one of the
+file stores of :mod:`credd.filestore`, chosen explicitly and never as a fallback.
 
 Secrets never appear in exceptions, log lines or reprs.
 """
@@ -27,7 +28,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -50,7 +51,9 @@ DOCS = "see docs/secrets.md"
 NO_KEYRING_HINT = (
     "start a Secret Service (on a desktop log in normally; on a server run credd under "
     "`dbus-run-session` with `gnome-keyring-daemon --unlock --components=secrets`), "
-    "or set PYTHON_KEYRING_BACKEND to a usable keyring backend; " + DOCS
+    "or set PYTHON_KEYRING_BACKEND to a usable keyring backend; with no Secret Service "
+    "(SSH box, hosted notebook) choose a file store yourself: `credd store init "
+    "encrypted-file` (or, unencrypted, plaintext-file); " + DOCS
 )
 LOCKED_HINT = (
     "unlock your keyring (log in to the desktop, or unlock the 'login' collection with your "
@@ -228,7 +231,11 @@ class SecretStore:
     """credd's entries in one keyring backend; every call bounded by ``timeout`` seconds.
 
     ``backend`` defaults to what ``PYTHON_KEYRING_BACKEND``, the keyringrc file or keyring's
-    own detection picks. With ``allow_prompt=False`` a locked Secret Service collection is
+    own detection picks, unless ``CREDD_SECRET_STORE`` (or the choice recorded by ``credd
+    secret-store``) names a file store (:mod:`credd.filestore`): that one is opened and
+    unlocked on first use, in the calling thread. ``passphrase_prompt`` (default:
+    ``allow_prompt``) lets that unlock ask at the terminal when standard input is one.
+    With ``allow_prompt=False`` a locked Secret Service collection is
     reported as :class:`SecretStoreLocked` without asking the Secret Service to show an unlock
     prompt (what a daemon nobody watches wants); the default lets the keyring prompt, which a
     desktop answers and a headless box dismisses at once.
@@ -241,6 +248,8 @@ class SecretStore:
         service: str = SERVICE,
         timeout: float = 10.0,
         allow_prompt: bool = True,
+        environ: Mapping[str, str] | None = None,
+        passphrase_prompt: bool | None = None,
     ) -> None:
         if not service:
             raise UsageError("the keyring service name must not be empty")
@@ -252,6 +261,9 @@ class SecretStore:
         self._allow_prompt = allow_prompt
         self._lock = threading.Lock()
         self._stuck: threading.Thread | None = None
+        self._environ = environ
+        self._passphrase_prompt = allow_prompt if passphrase_prompt is None else passphrase_prompt
+        self._open_error: CreddError | None = None
 
     def __repr__(self) -> str:
         backend = type(self._backend).__name__ if self._backend is not None else "auto"
@@ -269,6 +281,7 @@ class SecretStore:
 
     def _run(self, what: str, fn: Callable[[], T], secrets: tuple[str, ...] = ()) -> T:
         """Run ``fn`` in a worker thread; give up after ``timeout`` seconds."""
+        self._open_file_store()
         with self._lock:
             if self._stuck is not None and self._stuck.is_alive():
                 raise SecretStoreError(
@@ -305,6 +318,36 @@ class SecretStore:
             log.debug("keyring call %s failed: %s", what, translated.code)
             raise translated from None
         return result[0]
+
+    def _open_file_store(self) -> None:
+        """With ``CREDD_SECRET_STORE`` naming a file store, open (and unlock) it once, here in
+        the calling thread: a passphrase prompt must not race the keyring timeout."""
+        with self._lock:
+            if self._backend is not None:
+                return
+            if self._open_error is not None:
+                raise self._open_error
+            from credd import filestore
+
+            try:
+                kind, _source = filestore.selected(self._environ)
+                if kind == filestore.KEYRING:
+                    return
+                self._backend = filestore.open_store(
+                    kind, self._environ, prompt=self._prompt_reader()
+                )
+            except CreddError as exc:
+                self._open_error = exc
+                raise
+
+    def _prompt_reader(self) -> Callable[[str], str] | None:
+        import sys
+
+        if not self._passphrase_prompt or not sys.stdin or not sys.stdin.isatty():
+            return None
+        import getpass
+
+        return getpass.getpass
 
     def _resolve(self) -> keyring.backend.KeyringBackend:
         """The backend to use (called inside a worker thread)."""

@@ -6,6 +6,7 @@ Paths (version 1; see docs/socket-api.md)::
     GET  /v1/credentials/{profile}          credential_process JSON (Cache-Control: no-store)
     POST /v1/profiles/{profile}/mfa         {"code": "123456"} -> {"profile": status}
     POST /v1/profiles/{profile}/refresh     (empty body or {}) -> {"profile": status}
+    GET  /v1/metrics                        Prometheus text format (see docs/metrics.md)
 
 No I/O happens here: a transport builds the :class:`Request` and writes the :class:`Response`.
 The loopback container endpoint has its own handler (:mod:`credd.server.container`): its own
@@ -14,13 +15,15 @@ response shape, token, ``Host`` and proxy checks.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from credd import metrics
 from credd.clock import Clock
 from credd.errors import RequestError
 from credd.models import Credentials, ProfileStatus
 from credd.server.backend import Backend
-from credd.server.http import Peer, Request, Response, Router, decode_profile
+from credd.server.http import Handler, Peer, Request, Response, Router, decode_profile
 
 __all__ = ["API_VERSION", "Api", "Peer", "Request", "Response"]
 
@@ -29,23 +32,39 @@ API_VERSION = 1
 _NO_STORE = (("cache-control", "no-store"),)
 _CREDENTIALS_PREFIX = "/v1/credentials/"
 _MAX_CODE_LENGTH = 16
+_CREDENTIALS_ROUTE = "/v1/credentials/{profile}"
 
 
 class Api:
     """Version 1 of the socket API."""
 
-    def __init__(self, backend: Backend, clock: Clock) -> None:
+    def __init__(
+        self, backend: Backend, clock: Clock, *, registry: metrics.Registry | None = None
+    ) -> None:
         self.backend = backend
         self.clock = clock
+        self.metrics = registry or metrics.REGISTRY
+        self._route = threading.local()  # the pattern the current request matched
         self.router = Router()
-        self.router.add("GET", "/v1/status", self._status)
-        self.router.add("GET", "/v1/credentials/{profile}", self._credentials)
-        self.router.add("POST", "/v1/profiles/{profile}/mfa", self._mfa)
-        self.router.add("POST", "/v1/profiles/{profile}/refresh", self._refresh)
+        self._add("GET", "/v1/status", self._status)
+        self._add("GET", _CREDENTIALS_ROUTE, self._credentials)
+        self._add("POST", "/v1/profiles/{profile}/mfa", self._mfa)
+        self._add("POST", "/v1/profiles/{profile}/refresh", self._refresh)
+        self._add("GET", "/v1/metrics", self._metrics)
+
+    def _add(self, method: str, pattern: str, handler: Handler) -> None:
+        def routed(request: Request, params: dict[str, str]) -> Response:
+            self._route.pattern = pattern
+            return handler(request, params)
+
+        self.router.add(method, pattern, routed)
 
     def handle(self, request: Request) -> Response:
         """Answer one request; never raises. May block (run it in a worker thread)."""
-        return self.router.dispatch(request)
+        self._route.pattern = None
+        response = self.router.dispatch(request)
+        self.metrics.count_request(self._route.pattern, response.status)
+        return response
 
     def handle_nowait(self, request: Request) -> Response | None:
         """Answer on the calling thread (the event loop) when that cannot block, else ``None``.
@@ -69,6 +88,7 @@ class Api:
             return None
         if not isinstance(creds, Credentials):
             return None
+        self.metrics.count_request(_CREDENTIALS_ROUTE, 200)
         return Response.json(200, creds.to_process_json(), _NO_STORE)
 
     # -- handlers ---------------------------------------------------------------------------
@@ -104,6 +124,14 @@ class Api:
         profile = decode_profile(params["profile"])
         _only_fields(request.json_body(allow_empty=True), set())
         return self._profile_response(self.backend.refresh(profile))
+
+    def _metrics(self, request: Request, params: dict[str, str]) -> Response:
+        _only_fields(request.json_body(allow_empty=True), set())
+        text = self.metrics.render(
+            self.backend.status(), self.clock.now(), self.backend.daemon_info()
+        )
+        headers = (("content-type", metrics.CONTENT_TYPE), *_NO_STORE)
+        return Response(200, headers, text.encode())
 
     def _profile_response(self, status: ProfileStatus) -> Response:
         return Response.json(200, {"profile": status.to_json(self.clock.now())}, _NO_STORE)

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from credd import metrics
 from credd.errors import (
     AwsError,
     AwsThrottled,
@@ -86,7 +87,8 @@ class OidcClients:
             if session is None:
                 session = self._session_factory(profile)
                 self._sessions[profile] = session
-            return session.create_client(service, config=config)
+            client = session.create_client(service, config=config)
+        return metrics.instrument(client)
 
     def forget(self) -> None:
         """Drop cached sessions (after the AWS config changed)."""
