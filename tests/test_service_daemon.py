@@ -269,3 +269,34 @@ def test_detach_reports_a_daemon_that_cannot_start_with_the_log_tail(
     assert "the daemon exited; last lines of" in done.stderr
     assert "credd cannot start" in done.stderr
     assert not pid_file(sock).exists()
+
+
+def test_cli_daemon_detach_then_stop(tmp_path: Path) -> None:
+    """`credd daemon --detach` returns once the socket answers; `credd stop` ends it."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["CREDD_SOCKET"] = str(tmp_path / "run" / "credd.sock")
+    env["CREDD_ENDPOINT_PORT"] = "0"
+
+    def credd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "credd.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    started = credd("daemon", "--detach")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert credd("status").returncode == 0  # no managed profiles: all (zero) fresh
+    assert credd("daemon", "--detach").returncode != 0  # one at a time
+    stopped = credd("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not Path(env["CREDD_SOCKET"]).exists()
+    again = credd("stop")
+    assert again.returncode == 5 and again.stderr.count("\n") == 1
