@@ -163,21 +163,7 @@ def socket_bench(base: Path, quick: bool) -> list[dict[str, Any]]:
             per_client = (400 if quick else 2000) if clients == 1 else (10 if quick else 40)
             floor_ms = measure(floor(echo_sock), clients, per_client)
             ours_ms = measure(ours(credd_sock), clients, per_client)
-            row: dict[str, Any] = {
-                "mode": mode,
-                "clients": clients,
-                "requests": len(ours_ms),
-                "credd_p50_ms": pct(ours_ms, 0.50),
-                "credd_p99_ms": pct(ours_ms, 0.99),
-                "floor_p50_ms": pct(floor_ms, 0.50),
-                "floor_p99_ms": pct(floor_ms, 0.99),
-            }
-            row["ratio_p50"] = row["credd_p50_ms"] / row["floor_p50_ms"]
-            row["ratio_p99"] = row["credd_p99_ms"] / row["floor_p99_ms"]
-            # The target is about what credential_process does: a connection per request.
-            # Keep-alive rows are shown for reference (their floor is a bare memcpy-like echo).
-            row["target_met"] = row["ratio_p50"] <= 3.0 if mode != "keep-alive" else None
-            rows.append(row)
+            rows.append(endpoint_section.latency_row(mode, clients, ours_ms, floor_ms, pct))
     return rows
 
 
