@@ -143,8 +143,17 @@ def endpoint_bench(base: Path, quick: bool, measure: Measure, pct: Pct) -> list[
 
 
 def report(rows: list[dict[str, Any]]) -> list[str]:
+    return latency_table(
+        "Container endpoint fetch (ms; floor = bare asyncio echo on 127.0.0.1 TCP)",
+        "endpoint",
+        rows,
+    )
+
+
+def latency_table(title: str, name: str, rows: list[dict[str, Any]]) -> list[str]:
+    """Print rows made by :func:`latency_row`; return the missed targets."""
     misses: list[str] = []
-    print("\nContainer endpoint fetch (ms; floor = bare asyncio echo on 127.0.0.1 TCP)")
+    print(f"\n{title}")
     print(
         f"{'mode':<28}{'clients':>8}{'reqs':>7}{'p50':>8}{'p99':>8}"
         f"{'floor50':>9}{'floor99':>9}{'x p50':>7}{'x p99':>7}  target p50<=3x"
@@ -157,5 +166,5 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['ratio_p50']:>7.2f}{r['ratio_p99']:>7.2f}  {ok}"
         )
         if r["target_met"] is False:
-            misses.append(f"endpoint {r['mode']} x{r['clients']}")
+            misses.append(f"{name} {r['mode']} x{r['clients']}")
     return misses

@@ -299,21 +299,11 @@ def get_bench(base: Path, quick: bool) -> dict[str, Any]:
 
 
 def report(sockets: list[dict[str, Any]], get: dict[str, Any]) -> list[str]:
-    misses: list[str] = []
-    print("\nSocket credential fetch (ms; floor = bare asyncio echo on a unix socket)")
-    print(
-        f"{'mode':<28}{'clients':>8}{'reqs':>7}{'p50':>8}{'p99':>8}"
-        f"{'floor50':>9}{'floor99':>9}{'x p50':>7}{'x p99':>7}  target p50<=3x"
+    misses = endpoint_section.latency_table(
+        "Socket credential fetch (ms; floor = bare asyncio echo on a unix socket)",
+        "socket",
+        sockets,
     )
-    for r in sockets:
-        ok = {True: "ok", False: "MISS", None: "(info)"}[r["target_met"]]
-        print(
-            f"{r['mode']:<28}{r['clients']:>8}{r['requests']:>7}{r['credd_p50_ms']:>8.3f}"
-            f"{r['credd_p99_ms']:>8.3f}{r['floor_p50_ms']:>9.3f}{r['floor_p99_ms']:>9.3f}"
-            f"{r['ratio_p50']:>7.2f}{r['ratio_p99']:>7.2f}  {ok}"
-        )
-        if r["target_met"] is False:
-            misses.append(f"socket {r['mode']} x{r['clients']}")
     med = get["median_ms"]
     aws = med.get("aws configure export-credentials")
 

@@ -277,10 +277,7 @@ class Daemon:
     def health_problem(self) -> str | None:
         """Why the daemon is not doing its work, or ``None``: the refresh scheduler's thread is
         alive and the socket answers a status request (event loop, handler pool and manager)."""
-        # ApsScheduler keeps APScheduler's BackgroundScheduler, whose thread is ``_thread``.
-        inner = getattr(self.scheduler, "_scheduler", None)
-        thread = getattr(inner, "_thread", None)
-        if isinstance(thread, threading.Thread) and not thread.is_alive():
+        if not self.scheduler.alive():
             return "the refresh scheduler thread has stopped"
         from credd.client import Client
 

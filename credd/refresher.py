@@ -96,6 +96,9 @@ class Scheduler(Protocol):
 
     def shutdown(self) -> None: ...
 
+    def alive(self) -> bool:
+        """False once the thread that runs jobs has died (the watchdog stops pinging)."""
+
 
 class ApsScheduler:
     """APScheduler 3.x ``BackgroundScheduler``: date triggers, a small thread pool."""
@@ -123,6 +126,12 @@ class ApsScheduler:
 
     def start(self) -> None:
         self._scheduler.start()
+
+    def alive(self) -> bool:
+        # APScheduler 3 has no public liveness check; its BackgroundScheduler keeps the thread
+        # in ``_thread``. Kept here, in the only module that knows APScheduler.
+        thread = getattr(self._scheduler, "_thread", None)
+        return not isinstance(thread, threading.Thread) or thread.is_alive()
 
     def shutdown(self) -> None:
         if self._scheduler.running:
@@ -152,6 +161,9 @@ class ManualScheduler:
 
     def start(self) -> None:
         """Nothing runs until :meth:`run_until` is called."""
+
+    def alive(self) -> bool:
+        return True
 
     def shutdown(self) -> None:
         with self._lock:
