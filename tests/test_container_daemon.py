@@ -110,7 +110,7 @@ def test_64_clients_share_one_fetch_then_the_cli_v2_and_boto3_use_the_endpoint(
     token_file = Path(info["token_file"])
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     token = token_file.read_text()
-    remember(token)  # never in a log: tests/test_zz_no_secrets.py scans them
+    remember(token)  # never in a log: the run-wide scan (tests/fixtures/daemon.py) checks
     assert Client(d.socket).status()["profiles"][0]["state"] != "fresh"  # still fetching
 
     results: list[tuple[int, dict[str, Any]]] = []
