@@ -27,8 +27,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+# The suite mostly waits on real processes and real (short) rotations, so 4 workers on 2 cores.
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not integration"
