@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.doctor import register as register_doctor
 
     register_doctor(sub)
+    from credd.presign import register as register_presign
+
+    register_presign(sub)
 
     add("version", cmd_version, "print credd's version", socket=False)
     return parser
