@@ -212,7 +212,7 @@ class Gateway:
                 headers=headers,
             )
             check_presigned_window(auth, self.state.clock.now())
-            return self._unexpired(record)
+            return self._unexpired(record, auth)
         timestamp = request_timestamp(headers)
         check_skew(timestamp, datetime.now(timezone.utc))
         record = self._key_record(auth, headers.get("x-amz-security-token"))
@@ -227,7 +227,7 @@ class Gateway:
             body=body,
             timestamp=timestamp,
         )
-        return self._unexpired(record)
+        return self._unexpired(record, auth)
 
     def _key_record(self, auth: AuthHeader, token: str | None) -> KeyRecord:
         """The key the caller signed with, and its session token, checked."""
@@ -240,6 +240,8 @@ class Gateway:
                     403,
                 )
             raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
+        if record.status != "Active":
+            raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
         if record.token is None:
             if token:
                 raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
@@ -247,7 +249,8 @@ class Gateway:
             raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
         return record
 
-    def _unexpired(self, record: KeyRecord) -> KeyRecord:
+    def _unexpired(self, record: KeyRecord, auth: AuthHeader) -> KeyRecord:
+        self.state.record_use(record, auth.service, auth.region)
         if record.expiration is not None and self.state.clock.now() >= record.expiration:
             raise AwsFault(
                 "ExpiredToken", "The security token included in the request is expired", 403

@@ -15,6 +15,7 @@ import pyotp
 
 from credd.clock import isoformat_z
 from credd.sandbox.awsxml import AwsFault, element
+from credd.sandbox.iam_keys import ACCESS_KEY_ACTIONS
 from credd.sandbox.state import ACCOUNT_ID, Device, KeyRecord, SandboxState
 
 log = logging.getLogger(__name__)
@@ -232,4 +233,4 @@ STS_ACTIONS: dict[str, Handler] = {
     "GetCallerIdentity": get_caller_identity,
     "AssumeRole": assume_role,
 }
-IAM_ACTIONS: dict[str, Handler] = {"ListMFADevices": list_mfa_devices}
+IAM_ACTIONS: dict[str, Handler] = {"ListMFADevices": list_mfa_devices, **ACCESS_KEY_ACTIONS}
