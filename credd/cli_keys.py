@@ -298,14 +298,29 @@ def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, time
     return out
 
 
-def age_lines(store: Any, clock: Clock) -> list[str]:
-    """One line per profile for ``credd status``: the stored key's age and rotation due."""
-    lines = []
-    for name, age, max_age in key_ages(store, clock):
-        text = f"{age.days} days old" if age is not None else "age unknown (stored earlier)"
-        due = f", rotated at {max_age.days}d" if max_age else ""
-        lines.append(f"keys {name}: {text}{due}")
-    return lines
+def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
+    """For ``credd status``: each IAM user's stored key age (best effort: ``[]`` when the secret
+    store or the files cannot be read)."""
+    from credd.secrets import SecretStore
+
+    try:
+        ages = key_ages(SecretStore(allow_prompt=False, passphrase_prompt=False), SystemClock())
+    except (CreddError, ValueError):
+        return []
+    out = []
+    for name, age, max_age in ages:
+        if profile and name != profile:
+            continue
+        text = f"access key {age.days} days old" if age is not None else "access key age unknown"
+        if max_age:
+            text += f", rotated every {max_age.days} days"
+        out.append({
+            "profile": name,
+            "age_days": age.days if age is not None else None,
+            "max_age_days": max_age.days if max_age else None,
+            "text": text,
+        })  # fmt: skip
+    return out
 
 
 def remember_stored(store: Any, profile: str, key_id: str, when: datetime) -> None:

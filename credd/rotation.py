@@ -197,7 +197,7 @@ class Rotator:
         self.keys.put(new)
         self._remember_age(new.access_key_id, created)
         crash_point("stored")
-        outcome = self._finish(old.access_key_id, new)
+        outcome = self._finish(old, new)
         outcome.cleaned = tuple(cleaned) + outcome.cleaned
         outcome.created = created
         return outcome
@@ -230,8 +230,14 @@ class Rotator:
             "it, then rotate again: credd deletes inactive keys to make room",
         )
 
-    def _finish(self, old_key_id: str, new: Credentials) -> Outcome:
-        attempts = self.verify(new)
+    def _finish(self, old: Credentials, new: Credentials) -> Outcome:
+        old_key_id = old.access_key_id
+        try:
+            attempts = self.verify(new)
+        except RotationError:
+            if old.secret_access_key:
+                self.keys.put(old)  # keep serving the key that works; the next run cleans up
+            raise
         crash_point("verified")
         self.switch()
         crash_point("switched")
@@ -257,8 +263,8 @@ class Rotator:
                     raise RotationError(
                         f"profile {self.profile}: the new key {keys.masked_key_id} still does "
                         f"not work after {attempt} attempts ({type(exc).__name__})",
-                        hint="it is stored and the old key kept; run credd keys rotate again "
-                        "to finish once IAM accepts it",
+                        hint="the old key stays stored and in use; run credd keys rotate "
+                        "again later: it deletes the unverified key and rotates afresh",
                     ) from None
                 log.info("profile %s: new key not accepted yet; retry in %d s", self.profile, delay)
                 self.clock.sleep(delay)
@@ -282,7 +288,8 @@ class Rotator:
                 log.info("profile %s: deleted orphan key ...%s", self.profile, key_id[-4:])
             self.journal.delete_session(self._journal_id)
             return Outcome(old_id, old_id, cleaned=tuple(orphans))
-        outcome = self._finish(old_id, stored)
+        old = Credentials(old_id, str(journal.get("old_secret") or ""))
+        outcome = self._finish(old, stored)
         outcome.cleaned = (old_id,)
         return outcome
 
