@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.presign import register as register_presign
 
     register_presign(sub)
+    from credd.console import register as register_console
+
+    register_console(sub)
 
     add("version", cmd_version, "print credd's version", socket=False)
     return parser

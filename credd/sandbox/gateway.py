@@ -26,6 +26,8 @@ from werkzeug.wrappers import Request
 
 from credd.sandbox.admin import AdminApi
 from credd.sandbox.awsxml import AwsFault, new_request_id, query_response, render_error
+from credd.sandbox.federation import PATH as FEDERATION_PATH
+from credd.sandbox.federation import FederationService
 from credd.sandbox.forward import MotoForwarder
 from credd.sandbox.knobs import Counters, Knobs
 from credd.sandbox.motoserver import MotoIam
@@ -82,6 +84,7 @@ class Gateway:
         self.info: dict[str, Any] = {}
         self.sso = SsoState(state.clock)
         self.sso_service = SsoService(state, self.sso, self.knobs, self.counters)
+        self.federation = FederationService(state)
         self.admin = AdminApi(
             state, self.knobs, self.counters, moto_iam, lambda: self.info, sso=self.sso
         )
@@ -96,6 +99,8 @@ class Gateway:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
             )
             return [data]
+        if request.path == FEDERATION_PATH and request.method == "GET":
+            return self.federation(request, start_response)
         route = unsigned_sso_route(
             request.method, request.path, request.headers.get("Authorization")
         )
@@ -271,7 +276,8 @@ class Gateway:
                 raise AwsFault(
                     "InvalidAction",
                     f"Could not find operation {action} for version 2011-06-15 "
-                    "(the sandbox's STS answers GetSessionToken, AssumeRole, GetCallerIdentity)",
+                    "(the sandbox's STS answers GetSessionToken, AssumeRole, "
+                    "GetFederationToken, GetCallerIdentity)",
                     400,
                 )
         else:
