@@ -16,6 +16,7 @@ client for every URL. Nothing here logs a URL: its signature is a bearer secret.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import re
@@ -24,10 +25,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
-from urllib.parse import parse_qs, urlsplit
 
 from credd.clock import UTC, Clock, SystemClock, isoformat_z
-from credd.errors import ConfigError, UsageError
+from credd.errors import AwsError, ConfigError, UsageError
 from credd.models import Credentials
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_EXPIRES = 604_800  # SigV4 query auth: seven days
 _LIFETIME = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 _S3_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(.+)$")
+_AMZ_DATE = re.compile(r"[?&]X-Amz-Date=(\d{8}T\d{6}Z)")
 _OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
 
 
@@ -195,7 +196,14 @@ class Presigned:
 
 def signed_at(url: str) -> datetime:
     """The ``X-Amz-Date`` botocore put in the URL."""
-    value = parse_qs(urlsplit(url).query)["X-Amz-Date"][0]
+    match = _AMZ_DATE.search(url)
+    if match is None:
+        raise AwsError("botocore made a URL without X-Amz-Date (not SigV4)")
+    return _parse_amz_date(match[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_amz_date(value: str) -> datetime:
     return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
