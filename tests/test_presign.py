@@ -117,3 +117,63 @@ def test_presign_end_to_end(daemons: DaemonFactory, tmp_path: Path) -> None:
     sandbox.admin.advance(604_801)
     status, body = curl(doc["url"])
     assert status == 403 and "Request has expired" in body
+
+
+class _Config:
+    def __init__(self, profiles: dict[str, dict[str, str]], managed: set[str]) -> None:
+        self.profiles = profiles
+        self.managed = {name: object() for name in managed}
+
+    def require_profile(self, name: str) -> dict[str, str]:
+        return self.profiles[name]
+
+
+class _Store:
+    def __init__(self, keys: dict[str, Credentials]) -> None:
+        self.keys = keys
+
+    def get_long_term_keys(self, name: str) -> Credentials | None:
+        return self.keys.get(name)
+
+
+def test_the_signer_follows_the_profile() -> None:
+    from credd.errors import ConfigError
+    from credd.presign import choose_signer
+
+    clock = FakeClock()
+    session = Credentials("ASIAEXAMPLE0000000000", "s" * 40, "t", clock.now() + timedelta(hours=1))
+    served: list[str] = []
+
+    def daemon(name: str) -> dict[str, object]:
+        served.append(name)
+        return session.to_process_json()
+
+    config = _Config(
+        {
+            "user": {"credd": "true"},
+            "role": {"role_arn": "arn:aws:iam::123456789012:role/r", "source_profile": "user"},
+            "sso": {"sso_session": "corp", "sso_account_id": "1", "sso_role_name": "R"},
+            "app": {"credential_process": "credd get role"},
+            "pasted": {
+                "aws_access_key_id": "ASIAPASTED0000000000",
+                "aws_secret_access_key": "x",
+                "aws_session_token": "t",
+            },
+            "bare": {"region": "us-east-1"},
+        },
+        {"user", "role", "sso"},
+    )
+    store = _Store({"user": Credentials("AKIAUSER000000000000", "k" * 40)})
+    pick = lambda name, **kw: choose_signer(  # noqa: E731
+        name, config=config, store=store, daemon_credentials=daemon, **kw
+    )
+    assert pick("user", use_session=False).valid_until is None  # long-term keys: 7 days
+    assert pick("user", use_session=True).kind == "STS session credentials"
+    assert pick("role", use_session=False).kind == "role session credentials"
+    assert pick("sso", use_session=False).kind.startswith("IAM Identity Center")
+    app = pick("app", use_session=False)
+    assert app.kind == "role session credentials" and served[-1] == "role"
+    with pytest.raises(LifetimeUnavailable, match="cannot know"):
+        pick("pasted", use_session=False)
+    with pytest.raises(ConfigError, match="does not serve it"):
+        pick("bare", use_session=False)
