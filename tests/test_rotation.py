@@ -147,3 +147,32 @@ def test_keys_in_the_credentials_file_are_rewritten_in_place(daemons: DaemonFact
     sts = sandbox.client("sts", new_id, new_secret)
     assert sts.get_caller_identity()["Arn"] == user.arn
     assert daemons.store.get_long_term_keys("user") is None  # never copied into the store
+
+
+def test_due_rotates_only_keys_past_their_max_age(daemons: DaemonFactory) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from credd.cli_keys import remember_stored
+
+    sandbox = daemons.sandbox
+    old, young = sandbox.new_user("due"), sandbox.new_user("young")
+    remember(old.secret_access_key, young.secret_access_key)
+    daemons.store.set_long_term_keys("user", old.access_key_id, old.secret_access_key)
+    daemons.store.set_long_term_keys("young", young.access_key_id, young.secret_access_key)
+    now = datetime.now(timezone.utc)
+    remember_stored(daemons.store, "user", old.access_key_id, now - timedelta(days=61))
+    remember_stored(daemons.store, "young", young.access_key_id, now - timedelta(days=5))
+    daemons.write_config(
+        USER_PROFILE + "credd_key_max_age = 60d\n"
+        "[profile young]\nregion = us-east-1\nservices = sandbox\ncredd = true\n"
+        "credd_key_max_age = 60d\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "credd.cli", "keys", "rotate", "--due"],
+        env=daemons.env(), capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert stored(daemons).access_key_id != old.access_key_id
+    kept = daemons.store.get_long_term_keys("young")
+    assert kept is not None and kept.access_key_id == young.access_key_id
