@@ -57,9 +57,18 @@ class ClientFactory:
             **extra,
         )
 
-    def client(self, service: str, profile: str, credentials: Credentials) -> Any:
+    def client(
+        self,
+        service: str,
+        profile: str,
+        credentials: Credentials,
+        *,
+        region: str | None = None,
+        **config: Any,
+    ) -> Any:
+        """``config``: extra botocore ``Config`` options (e.g. ``signature_version``)."""
         session = self._session(profile)
-        region = session.get_config_variable("region") or DEFAULT_REGION
+        region = region or session.get_config_variable("region") or DEFAULT_REGION
         with self._lock:  # botocore sessions are not safe for concurrent client creation
             client = session.create_client(
                 service,
@@ -67,7 +76,7 @@ class ClientFactory:
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
-                config=self._config(),
+                config=self._config(**config),
             )
         return metrics.instrument(client)
 

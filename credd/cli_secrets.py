@@ -9,6 +9,7 @@ Errors print one line on stderr and return the error's exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass as _getpass
 import json
 import os
@@ -138,11 +139,21 @@ def _keys_set(args: argparse.Namespace, io: Io) -> int:
         secret = io.getpass("AWS secret access key (not shown): ").strip()
     validate_long_term_keys(key_id, secret)
     store.set_long_term_keys(args.profile, key_id, secret)
+    _remember_stored(store, args.profile, key_id)
     io.say(
         f"Stored long-term keys ...{key_id[-4:]} for profile {args.profile} "
         f"in the keyring ({store.backend_name()})."
     )
     return 0
+
+
+def _remember_stored(store: SecretStore, profile: str, key_id: str) -> None:
+    """The key's age for ``status``/``doctor`` (docs/keys.md); best effort."""
+    from credd.cli_keys import remember_stored
+    from credd.clock import SystemClock
+
+    with contextlib.suppress(CreddError):
+        remember_stored(store, profile, key_id, SystemClock().now())
 
 
 def credentials_file_path() -> str:
@@ -196,6 +207,7 @@ def _keys_import(args: argparse.Namespace, io: Io) -> int:
     validate_long_term_keys(key_id, secret)
     store = io.store_factory()
     store.set_long_term_keys(args.profile, key_id, secret)
+    _remember_stored(store, args.profile, key_id)
     io.say(
         f"Imported long-term keys ...{key_id[-4:]} from [{section}] of {path} into the keyring "
         f"({store.backend_name()}) for profile {args.profile}."
@@ -301,6 +313,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = keys_sub.add_parser("delete", help="remove a profile's long-term keys from the keyring")
     _profile(p)
     p.set_defaults(func=cmd_keys_delete)
+    from credd.cli_keys import register_rotate
+
+    register_rotate(keys_sub)
 
     totp = subparsers.add_parser(
         "totp", help="store or remove a TOTP seed (an unattended MFA code source)",

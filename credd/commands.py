@@ -134,11 +134,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"credd does not manage {args.profile!r}",
                 hint=f"enable it: credd enable {args.profile}",
             )
+    from credd.cli_keys import status_keys
+
+    keys = status_keys(args.profile)
     if args.json:
-        json.dump(status, sys.stdout, indent=2)
+        json.dump({**status, "keys": keys}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         render_status(status, sys.stdout)
+        for k in keys:
+            sys.stdout.write(f"keys {k['profile']}: {k['text']}\n")
         if args.profile:  # one profile: say how credd gets its credentials
             for p in status["profiles"]:
                 if p.get("plan"):
@@ -366,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.doctor import register as register_doctor
 
     register_doctor(sub)
+    from credd.presign import register as register_presign
+
+    register_presign(sub)
+    from credd.console import register as register_console
+
+    register_console(sub)
 
     add("version", cmd_version, "print credd's version", socket=False)
     return parser

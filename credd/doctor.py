@@ -249,6 +249,31 @@ def check_clock(config: awsconfig.AwsConfig | None, clock: Clock) -> Check:
     return Check("clock", OK, line)
 
 
+def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
+    """One line per IAM user's stored key: warn when older than ``credd_key_max_age`` (else
+    90 days). See docs/keys.md."""
+    from credd.cli_keys import DEFAULT_WARN_AGE, key_ages
+
+    checks = []
+    try:
+        ages = key_ages(store, clock)
+    except (CreddError, ValueError):
+        return []
+    for name, age, max_age in ages:
+        limit = max_age.total_seconds() if max_age else DEFAULT_WARN_AGE
+        if age is None:
+            checks.append(Check(f"key-age:{name}", OK, f"{name}: access key age unknown",
+                                f"credd keys rotate {name} records it"))  # fmt: skip
+        elif age.total_seconds() >= limit:
+            checks.append(Check(f"key-age:{name}", WARN,
+                                f"{name}: access key is {age.days} days old "
+                                f"(rotate every {int(limit // 86400)} days)",
+                                f"credd keys rotate {name}"))  # fmt: skip
+        else:
+            checks.append(Check(f"key-age:{name}", OK, f"{name}: access key {age.days} days old"))
+    return checks
+
+
 def run_checks(
     *,
     socket: str | None = None,
@@ -265,6 +290,8 @@ def run_checks(
         for name in sorted({*config.managed, *config.broken}):
             checks.append(check_profile(config, name, store, clock))
     checks.append(store_check)
+    if store_check.status == OK:
+        checks += check_key_ages(store, clock)
     daemon_check, daemon = check_daemon(socket)
     checks += [daemon_check, check_endpoint(daemon), check_systemd(systemd)]
     checks.append(check_clock(config, clock))

@@ -65,9 +65,9 @@ def test_all_pass_against_a_working_daemon(daemons: DaemonFactory) -> None:
     check_schema(report)
     checks = by_name(report)
     assert report["ok"] is True
-    names = ["aws-files", "profile:work", "secret-store", "daemon", "endpoint", "systemd", "clock"]
-    assert list(checks) == names
-    for name in ("aws-files", "profile:work", "secret-store", "daemon", "endpoint", "clock"):
+    names = ["aws-files", "profile:work", "secret-store", "key-age:work", "daemon", "endpoint"]
+    assert list(checks) == [*names, "systemd", "clock"]
+    for name in (*names, "clock"):
         assert checks[name]["status"] == "ok", checks[name]
     assert "answers (HTTP" in checks["endpoint"]["message"]
     assert checks["systemd"]["status"] in ("skip", "ok", "warn")

@@ -97,6 +97,7 @@ class AdminApi:
                     endpoint=self.create_device,
                     methods=["POST"],
                 ),
+                Rule(f"{route}/users/<name>/policy", endpoint=self.user_policy, methods=["POST"]),
                 Rule(f"{route}/roles", endpoint=self.create_role, methods=["POST"]),
                 Rule(f"{route}/calls", endpoint=self.calls, methods=["GET"]),
                 Rule(f"{route}/knobs", endpoint=self.get_knobs, methods=["GET"]),
@@ -191,6 +192,17 @@ class AdminApi:
                 raise AdminError(409, "exists", f"MFA device {device_name} exists") from None
         log.info("created MFA device %s for %s", device.serial, name)
         return 201, {"serial": device.serial, "seed": seed, "user": name}
+
+    def user_policy(self, body: Json, name: str) -> tuple[int, Json]:
+        """``{"require_mfa": bool}``: deny the user's access-key calls without MFA."""
+        require = body.get("require_mfa")
+        if not isinstance(require, bool):
+            raise AdminError(400, "bad_value", "require_mfa must be true or false")
+        with self.state.lock:
+            if name not in self.state.users:
+                raise AdminError(404, "no_such_user", f"user {name} does not exist")
+            (self.state.mfa_policies.add if require else self.state.mfa_policies.discard)(name)
+        return 200, {"user": name, "require_mfa": require}
 
     def create_role(self, body: Json) -> tuple[int, Json]:
         name = _name(body)

@@ -140,6 +140,11 @@ class AdminClient(SsoAdminMixin):
         r = self.request("POST", f"users/{user_name}/mfa-devices", body)
         return MfaDevice(r["serial"], r["seed"], r["user"])
 
+    def set_user_policy(self, user: str | SandboxUser, *, require_mfa: bool) -> None:
+        """Give the user (or take away) the "deny IAM access-key calls without MFA" policy."""
+        user_name = user.name if isinstance(user, SandboxUser) else user
+        self.request("POST", f"users/{user_name}/policy", {"require_mfa": require_mfa})
+
     def create_role(
         self,
         name: str,

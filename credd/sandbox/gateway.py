@@ -26,9 +26,17 @@ from werkzeug.wrappers import Request
 
 from credd.sandbox.admin import AdminApi
 from credd.sandbox.awsxml import AwsFault, new_request_id, query_response, render_error
+from credd.sandbox.federation import PATH as FEDERATION_PATH
+from credd.sandbox.federation import FederationService
 from credd.sandbox.forward import MotoForwarder
 from credd.sandbox.knobs import Counters, Knobs
 from credd.sandbox.motoserver import MotoIam
+from credd.sandbox.presigned import (
+    PresignedAuth,
+    check_presigned_window,
+    parse_presigned_or_fault,
+    verify_presigned,
+)
 from credd.sandbox.sigv4 import (
     AuthHeader,
     check_payload_hash,
@@ -76,6 +84,7 @@ class Gateway:
         self.info: dict[str, Any] = {}
         self.sso = SsoState(state.clock)
         self.sso_service = SsoService(state, self.sso, self.knobs, self.counters)
+        self.federation = FederationService(state)
         self.admin = AdminApi(
             state, self.knobs, self.counters, moto_iam, lambda: self.info, sso=self.sso
         )
@@ -90,6 +99,8 @@ class Gateway:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
             )
             return [data]
+        if request.path == FEDERATION_PATH and request.method == "GET":
+            return self.federation(request, start_response)
         route = unsigned_sso_route(
             request.method, request.path, request.headers.get("Authorization")
         )
@@ -103,17 +114,22 @@ class Gateway:
         self, request: Request, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         request_id = new_request_id()
+        raw_uri = str(environ.get("RAW_URI") or request.full_path)
         headers = {k.lower(): v for k, v in request.headers.items()}
         auth = parse_authorization(headers.get("authorization"))
+        presign_fault = None
+        if auth is None:
+            auth, presign_fault = parse_presigned_or_fault(raw_uri)
         service = auth.service if auth else None
         content_type = headers.get("content-type", "")
         body = request.get_data(cache=False)
-        raw_uri = str(environ.get("RAW_URI") or request.full_path)
         params = self._params(service, raw_uri, body, content_type)
         action = self._action(service, params, headers, request.method)
         ok = False
         try:
             self._apply_knobs(service, action)
+            if presign_fault is not None:
+                raise presign_fault
             caller = self._authenticate(auth, request.method, raw_uri, headers, body)
             if service == "sts" or (service == "iam" and action in IAM_ACTIONS):
                 result = self._answer(service, action, caller, params, request_id)
@@ -187,30 +203,24 @@ class Gateway:
         body: bytes,
     ) -> KeyRecord:
         if auth is None:
-            if "x-amz-signature=" in raw_uri.lower():
-                raise AwsFault(
-                    "AccessDenied", "Presigned (query-string) requests are not supported.", 403
-                )
             raise AwsFault(
                 "MissingAuthenticationToken", "Request is missing Authentication Token", 403
             )
+        if isinstance(auth, PresignedAuth):
+            record = self._key_record(auth, auth.token)
+            verify_presigned(
+                auth,
+                secret=record.secret,
+                method=method,
+                host=headers.get("host", ""),
+                raw_uri=raw_uri,
+                headers=headers,
+            )
+            check_presigned_window(auth, self.state.clock.now())
+            return self._unexpired(record, auth)
         timestamp = request_timestamp(headers)
         check_skew(timestamp, datetime.now(timezone.utc))
-        record = self.state.key(auth.access_key_id)
-        if record is None:
-            if auth.service == "s3":
-                raise AwsFault(
-                    "InvalidAccessKeyId",
-                    "The AWS Access Key Id you provided does not exist in our records.",
-                    403,
-                )
-            raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
-        token = headers.get("x-amz-security-token")
-        if record.token is None:
-            if token:
-                raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
-        elif token is None or not _same(token, record.token):
-            raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
+        record = self._key_record(auth, headers.get("x-amz-security-token"))
         check_payload_hash(headers, body)
         verify_signature(
             auth,
@@ -222,6 +232,30 @@ class Gateway:
             body=body,
             timestamp=timestamp,
         )
+        return self._unexpired(record, auth)
+
+    def _key_record(self, auth: AuthHeader, token: str | None) -> KeyRecord:
+        """The key the caller signed with, and its session token, checked."""
+        record = self.state.key(auth.access_key_id)
+        if record is None:
+            if auth.service == "s3":
+                raise AwsFault(
+                    "InvalidAccessKeyId",
+                    "The AWS Access Key Id you provided does not exist in our records.",
+                    403,
+                )
+            raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
+        if record.status != "Active":
+            raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
+        if record.token is None:
+            if token:
+                raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
+        elif token is None or not _same(token, record.token):
+            raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
+        return record
+
+    def _unexpired(self, record: KeyRecord, auth: AuthHeader) -> KeyRecord:
+        self.state.record_use(record, auth.service, auth.region)
         if record.expiration is not None and self.state.clock.now() >= record.expiration:
             raise AwsFault(
                 "ExpiredToken", "The security token included in the request is expired", 403
@@ -242,7 +276,8 @@ class Gateway:
                 raise AwsFault(
                     "InvalidAction",
                     f"Could not find operation {action} for version 2011-06-15 "
-                    "(the sandbox's STS answers GetSessionToken, AssumeRole, GetCallerIdentity)",
+                    "(the sandbox's STS answers GetSessionToken, AssumeRole, "
+                    "GetFederationToken, GetCallerIdentity)",
                     400,
                 )
         else:

@@ -59,6 +59,11 @@ class KeyRecord:
     expiration: datetime | None = None  # sandbox time
     mfa: bool = False  # session came from an MFA-backed call
     role_arn: str | None = None  # for role sessions: the role (for trust of chained calls)
+    status: str = "Active"  # long-term keys: "Inactive" ones are refused
+    created: datetime | None = None
+    last_used: datetime | None = None  # GetAccessKeyLastUsed, recorded by the gateway
+    last_used_service: str | None = None
+    last_used_region: str | None = None
 
 
 @dataclass
@@ -125,6 +130,7 @@ class SandboxState:
         self.keys: dict[str, KeyRecord] = {}
         self.devices: dict[str, Device] = {}
         self.roles: dict[str, Role] = {}  # by ARN
+        self.mfa_policies: set[str] = set()  # users whose IAM calls need an MFA session
 
     def reset_settings(self) -> None:
         with self.lock:
@@ -147,7 +153,20 @@ class SandboxState:
                 arn=user.arn,
                 principal_id=user.user_id,
                 user_name=user.name,
+                created=self.clock.now().replace(microsecond=0),
             )
+
+    def user_keys(self, user_name: str) -> list[KeyRecord]:
+        """The user's long-term keys, oldest first."""
+        with self.lock:
+            keys = [k for k in self.keys.values() if k.kind == "user" and k.user_name == user_name]
+        return sorted(keys, key=lambda k: (k.created or self.clock.now(), k.access_key_id))
+
+    def record_use(self, record: KeyRecord, service: str, region: str) -> None:
+        if record.kind == "user":
+            with self.lock:
+                record.last_used = self.clock.now().replace(microsecond=0)
+                record.last_used_service, record.last_used_region = service, region
 
     def add_device(self, user_name: str, device_name: str, seed: str) -> Device:
         with self.lock:

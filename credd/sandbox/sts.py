@@ -15,6 +15,7 @@ import pyotp
 
 from credd.clock import isoformat_z
 from credd.sandbox.awsxml import AwsFault, element
+from credd.sandbox.iam_keys import ACCESS_KEY_ACTIONS
 from credd.sandbox.state import ACCOUNT_ID, Device, KeyRecord, SandboxState
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,33 @@ def get_session_token(state: SandboxState, caller: KeyRecord, params: Params) ->
     return _credentials_xml(record)
 
 
+def get_federation_token(state: SandboxState, caller: KeyRecord, params: Params) -> str:
+    """Long-term keys only; the session carries no MFA (so it can never satisfy an MFA policy)."""
+    if caller.kind != "user":
+        raise AwsFault(
+            "AccessDenied", "Cannot call GetFederationToken with session credentials", 403
+        )
+    name = params.get("Name", "")
+    if not re.fullmatch(r"[\w+=,.@-]{2,32}", name):
+        raise _validation("Name must be 2-32 characters: letters, digits and +=,.@-")
+    duration = _duration(params, GST_DEFAULT, state.min_duration, GST_MAX)
+    record = state.issue(
+        kind="session",
+        arn=f"arn:aws:sts::{ACCOUNT_ID}:federated-user/{name}",
+        principal_id=f"{ACCOUNT_ID}:{name}",
+        user_name=None,
+        duration=duration,
+        mfa=False,
+    )
+    return (
+        _credentials_xml(record)
+        + "<FederatedUser>"
+        + element("FederatedUserId", record.principal_id)
+        + element("Arn", record.arn)
+        + "</FederatedUser>"
+    )
+
+
 def get_caller_identity(state: SandboxState, caller: KeyRecord, params: Params) -> str:
     return (
         element("Arn", caller.arn)
@@ -231,5 +259,6 @@ STS_ACTIONS: dict[str, Handler] = {
     "GetSessionToken": get_session_token,
     "GetCallerIdentity": get_caller_identity,
     "AssumeRole": assume_role,
+    "GetFederationToken": get_federation_token,
 }
-IAM_ACTIONS: dict[str, Handler] = {"ListMFADevices": list_mfa_devices}
+IAM_ACTIONS: dict[str, Handler] = {"ListMFADevices": list_mfa_devices, **ACCESS_KEY_ACTIONS}

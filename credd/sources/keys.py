@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from credd.awsclients import ClientFactory
 from credd.awsconfig import ManagedProfile
-from credd.errors import ConfigError, SecretMissing, SecretStoreError
+from credd.errors import ConfigError, CreddError, SecretMissing, SecretStoreError
 from credd.models import Credentials
 from credd.secrets import SecretStore
 from credd.sources.aws_errors import translate
@@ -34,11 +34,25 @@ def long_term_keys(profile: ManagedProfile, secrets: SecretStore) -> Credentials
     if keys is not None:
         return keys
     if in_files:
-        return Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
+        return _fresh_file_keys(profile.name) or Credentials(
+            raw["aws_access_key_id"], raw["aws_secret_access_key"]
+        )
     raise SecretMissing(
         f"no long-term keys for profile {profile.name!r} in the keyring or the AWS files",
         hint=f"store them: credd keys set {profile.name}",
     )
+
+
+def _fresh_file_keys(name: str) -> Credentials | None:
+    """The keys in the credentials file *now*: ``credd keys rotate`` rewrites them in place, and
+    the daemon's view of the files (loaded at start or SIGHUP) would still hold the deleted key."""
+    from credd.cli_secrets import credentials_file_path, read_credentials_section
+
+    try:
+        key_id, secret = read_credentials_section(credentials_file_path(), name)
+    except CreddError:
+        return None
+    return Credentials(key_id, secret)
 
 
 def environment_keys(profile: str, environ: Mapping[str, str] | None = None) -> Credentials:

@@ -1,0 +1,197 @@
+"""``credd console PROFILE``: an AWS console sign-in URL from the profile's session
+(docs/console.md).
+
+The federation endpoint turns session credentials into a sign-in token
+(``Action=getSigninToken``), and ``Action=login`` with that token opens the console. It accepts
+AssumeRole credentials (roles, IAM Identity Center) and GetFederationToken credentials; not
+long-term keys and not GetSessionToken sessions. An IAM user therefore needs
+GetFederationToken, whose session carries **no MFA**: for a user whose policy requires MFA the
+console would deny everything (aws-vault 564/784), so credd refuses and names the role profile
+to use. The URL holds a bearer token valid for 15 minutes: it is opened or printed, never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from credd.errors import AwsError, ConfigError
+from credd.models import Credentials
+
+log = logging.getLogger(__name__)
+
+FEDERATION_URL = "https://signin.aws.amazon.com/federation"
+CONSOLE_URL = "https://console.aws.amazon.com/"
+ISSUER = "credd"
+ALLOW_ALL = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
+
+
+class ConsoleRefused(ConfigError):
+    code = "console_refused"
+
+
+def federation_url(environ: Mapping[str, str] | None = None) -> str:
+    """``CREDD_FEDERATION_URL`` (the sandbox's ``/federation`` in tests), else AWS's."""
+    env = os.environ if environ is None else environ
+    url = env.get("CREDD_FEDERATION_URL") or FEDERATION_URL
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigError(
+            f"CREDD_FEDERATION_URL {url!r} is not https (session credentials are sent there)",
+            hint="use https, or http only on a loopback address (the sandbox)",
+        )
+    return url
+
+
+def destination(path: str | None, region: str | None) -> str:
+    """The console page to land on: ``console/home`` by default, ``?region=`` when given."""
+    target = CONSOLE_URL + (path or "console/home").lstrip("/")
+    if region:
+        target += ("&" if "?" in target else "?") + "region=" + quote(region)
+    return target
+
+
+def signin_token(creds: Credentials, *, url: str, duration: int | None, timeout: float = 15) -> str:
+    session = json.dumps({
+        "sessionId": creds.access_key_id,
+        "sessionKey": creds.secret_access_key,
+        "sessionToken": creds.session_token,
+    })  # fmt: skip
+    params = {"Action": "getSigninToken", "Session": session}
+    if duration is not None:
+        params["SessionDuration"] = str(duration)
+    try:
+        with urllib.request.urlopen(f"{url}?{urlencode(params)}", timeout=timeout) as reply:  # noqa: S310
+            body = json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(300).decode("utf-8", "replace")
+        raise AwsError(
+            f"the federation endpoint refused the session (HTTP {exc.code}): {detail}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise AwsError(
+            f"the federation endpoint {url} did not answer ({type(exc).__name__})"
+        ) from None
+    token = body.get("SigninToken") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise AwsError("the federation endpoint answered without a SigninToken")
+    return token
+
+
+def login_url(token: str, *, url: str, dest: str) -> str:
+    query = urlencode(
+        {"Action": "login", "Issuer": ISSUER, "Destination": dest, "SigninToken": token}
+    )
+    return f"{url}?{query}"
+
+
+def role_profiles_of(config: Any, user: str) -> list[str]:
+    return sorted(
+        name
+        for name, raw in config.profiles.items()
+        if raw.get("role_arn") and raw.get("source_profile") == user
+    )
+
+
+def console_credentials(
+    name: str, *, config: Any, daemon_credentials: Any, clients: Any
+) -> tuple[Credentials, bool]:
+    """Session credentials the federation endpoint accepts, and whether they are a role's."""
+    from credd.presign import _daemon_profile, _sso
+
+    raw = config.require_profile(name)
+    managed = config.managed.get(name)
+    served = name if managed is not None else _daemon_profile(raw, name)
+    kind_raw = config.profiles.get(served, raw) if served else raw
+    is_role = "role_arn" in kind_raw or _sso(kind_raw)
+    if served is not None and is_role:
+        return Credentials.from_process_json(daemon_credentials(served)), "role_arn" in kind_raw
+    if served is not None or kind_raw.get("mfa_serial"):
+        roles = role_profiles_of(config, served or name)
+        raise ConsoleRefused(
+            f"profile {name} is an IAM user that signs in with MFA; the console needs "
+            "GetFederationToken credentials for a user, and those carry no MFA, so a policy "
+            "that requires MFA would deny everything in the console",
+            hint=f"use a role profile instead: credd console {roles[0]}"
+            if roles
+            else f"add a role profile with source_profile = {served or name} (and "
+            "credd = true), then credd console ROLE-PROFILE",
+        )
+    return _federation_token(name, raw, config, clients), False
+
+
+def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: Any) -> Credentials:
+    from credd.secrets import SecretStore
+    from credd.sources.aws_errors import translate
+    from credd.sources.session_token import from_sts
+
+    keys = SecretStore().get_long_term_keys(name)
+    if keys is None and raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"):
+        keys = Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
+    if keys is None:
+        raise ConfigError(f"profile {name} has no credentials credd can open the console with",
+                          hint=f"credd enable {name}, or use a role profile")  # fmt: skip
+    sts = clients.client("sts", name, keys)
+    try:
+        reply = sts.get_federation_token(Name=f"credd-{name}"[:32], Policy=ALLOW_ALL)
+    except Exception as exc:
+        raise translate(exc, profile=name, action="sts:GetFederationToken") from None
+    return from_sts(reply)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from credd import awsconfig
+    from credd.awsclients import ClientFactory
+    from credd.client import Client
+
+    name = args.profile or awsconfig.profile_from_env() or "default"
+    config = awsconfig.load()
+    creds, is_role = console_credentials(
+        name, config=config, daemon_credentials=Client(args.socket).credentials,
+        clients=ClientFactory(),
+    )  # fmt: skip
+    url = federation_url()
+    region = args.region or config.profiles.get(name, {}).get("region")
+    token = signin_token(creds, url=url, duration=args.duration if is_role else None)
+    link = login_url(token, url=url, dest=destination(args.destination, region))
+    log.info("console sign-in URL made for profile %s", name)
+    if args.print:
+        print(link)
+        return 0
+    import webbrowser
+
+    if not webbrowser.open(link):
+        sys.stderr.write("credd: no browser to open; the sign-in URL (valid 15 minutes):\n")
+        print(link)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "console",
+        help="open the AWS console signed in as PROFILE (role and SSO profiles)",
+        description="Sign in to the AWS console through the federation endpoint with the "
+        "profile's session; see docs/console.md.",
+    )
+    p.add_argument(
+        "profile", nargs="?", metavar="PROFILE", help="the profile (default: $AWS_PROFILE)"
+    )
+    p.add_argument(
+        "--print", action="store_true", help="print the sign-in URL instead of opening it"
+    )
+    p.add_argument("--region", help="the console's region (default: the profile's)")
+    p.add_argument("--destination", metavar="PATH", help="console path to open, e.g. s3/home")
+    p.add_argument("--duration", type=int, metavar="SECONDS",
+                   help="console session length for role profiles (900..43200)")  # fmt: skip
+    p.add_argument("--socket", metavar="PATH", help="the daemon's socket")
+    p.set_defaults(func=cmd_console)

@@ -1,0 +1,309 @@
+"""``credd presign``: S3 presigned URLs that live as long as promised (docs/presign.md).
+
+A presigned URL is valid for the shorter of its ``X-Amz-Expires`` and the life of the
+credentials that signed it. So the signer is chosen by what can honour the requested lifetime:
+
+* an IAM user's **long-term keys** (the secret store, else the AWS files): up to 7 days, SigV4's
+  ceiling. They are read into this process only, never written out;
+* **session credentials** (a role, SSO, an MFA session served by the daemon): only until they
+  expire. Asking for more is refused with the real validity and why; ``--cap`` signs anyway for
+  what remains and says so on stderr.
+
+Signing is botocore's own presigner (``generate_presigned_url``, SigV4 query auth) with one
+client for every URL. Nothing here logs a URL: its signature is a bearer secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from credd.clock import UTC, Clock, SystemClock, isoformat_z
+from credd.errors import AwsError, ConfigError, UsageError
+from credd.models import Credentials
+
+log = logging.getLogger(__name__)
+
+MAX_EXPIRES = 604_800  # SigV4 query auth: seven days
+_LIFETIME = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+_S3_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(.+)$")
+_AMZ_DATE = re.compile(r"[?&]X-Amz-Date=(\d{8}T\d{6}Z)")
+_OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
+
+
+class LifetimeUnavailable(ConfigError):
+    """The profile's credentials cannot keep a URL alive that long."""
+
+    code = "lifetime_unavailable"
+
+
+def parse_lifetime(text: str) -> int:
+    """``"7d"``, ``"36h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` -> seconds (1..604800)."""
+    value = text.strip().lower()
+    match = _LIFETIME.match(value)
+    if not value or not match or not any(match.groups()):
+        raise UsageError(f"--expires {text!r} is not a duration", hint="use e.g. 7d, 36h, 90m")
+    d, h, m, s = (int(g) if g else 0 for g in match.groups())
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if not 1 <= seconds <= MAX_EXPIRES:
+        raise UsageError(
+            f"--expires {text} is outside 1 s..7 days",
+            hint="SigV4 presigned URLs last at most 7 days (604800 s)",
+        )
+    return seconds
+
+
+def parse_target(text: str, where: str = "") -> tuple[str, str]:
+    """``s3://BUCKET/KEY`` -> ``(bucket, key)``."""
+    match = _S3_URL.match(text.strip())
+    if not match:
+        raise UsageError(
+            f"{where}{text.strip()[:200]!r} is not s3://BUCKET/KEY",
+            hint="name one object, e.g. s3://my-bucket/path/file.bedpe",
+        )
+    return match[1], match[2]
+
+
+def read_targets(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """Every ``s3://`` line (blank lines and ``#`` comments skipped); all checked first."""
+    targets = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            targets.append(parse_target(text, f"line {number}: "))
+    if not targets:
+        raise UsageError("the list names no s3:// objects")
+    return targets
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The credentials that will sign, and how long they can keep a URL alive."""
+
+    profile: str
+    credentials: Credentials
+    kind: str = "long-term keys"
+    valid_until: datetime | None = None  # None: long-term keys (no expiry of their own)
+
+    def lifetime(self, requested: int, now: datetime, *, cap: bool) -> tuple[int, str | None]:
+        """Seconds to sign for, and the warning to print when capped."""
+        if self.valid_until is None:
+            return requested, None
+        left = int((self.valid_until - now).total_seconds())
+        if left >= requested:
+            return requested, None
+        why = (
+            f"profile {self.profile} signs with {self.kind} that expire at "
+            f"{isoformat_z(self.valid_until)} (in {_human(left)}); a presigned URL dies with "
+            f"the credentials that signed it, so it cannot live {_human(requested)}"
+        )
+        if not cap or left < 60:
+            raise LifetimeUnavailable(
+                why,
+                hint="sign with a profile that holds an IAM user's long-term keys (up to 7 "
+                "days), or pass --cap to get a URL valid until then",
+            )
+        return left, f"capped: {why}; the URL is valid for {_human(left)} only"
+
+
+def _human(seconds: int) -> str:
+    d, rest = divmod(max(seconds, 0), 86400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m and not d else ""]
+    return "".join(parts) or f"{seconds}s"
+
+
+def _daemon_profile(raw: Mapping[str, Any], name: str) -> str | None:
+    """The daemon profile behind ``name``: itself when credd manages it, or X in
+    ``credential_process = credd get X``."""
+    words = str(raw.get("credential_process") or "").split()
+    for i, word in enumerate(words[:-2]):
+        if (word.endswith("credd") or word == "credd.cli") and words[i + 1] == "get":
+            return words[i + 2]
+    return None
+
+
+def choose_signer(
+    name: str,
+    *,
+    use_session: bool,
+    config: Any,
+    store: Any,
+    daemon_credentials: Any,
+) -> Signer:
+    """Long-term keys when the profile has them (and ``use_session`` is off); else the
+    session credentials the daemon serves for it, with their expiry."""
+    raw = config.require_profile(name)
+    managed = config.managed.get(name)
+    user_profile = "role_arn" not in raw and not _sso(raw)
+    if user_profile and not use_session:
+        keys = store.get_long_term_keys(name)
+        if keys is None and raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"):
+            if raw.get("aws_session_token"):
+                raise LifetimeUnavailable(
+                    f"profile {name} holds STS session credentials in the credentials file "
+                    "whose expiry credd cannot know",
+                    hint="sign with a profile that holds an IAM user's long-term keys",
+                )
+            keys = Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
+        if keys is not None:
+            return Signer(name, keys)
+    served = name if managed is not None else _daemon_profile(raw, name)
+    if served is None:
+        raise ConfigError(
+            f"profile {name} has no long-term keys and credd does not serve it",
+            hint=f"store an IAM user's keys (credd keys set {name}) or credd enable {name}",
+        )
+    creds = Credentials.from_process_json(daemon_credentials(served))
+    raw = config.profiles.get(served, raw)
+    kind = "role session credentials" if "role_arn" in raw else "STS session credentials"
+    if _sso(raw):
+        kind = "IAM Identity Center session credentials"
+    return Signer(name, creds, kind, creds.expiration)
+
+
+def _sso(raw: Mapping[str, Any]) -> bool:
+    return any(k in raw for k in ("sso_session", "sso_start_url", "sso_account_id"))
+
+
+@dataclass(frozen=True)
+class Presigned:
+    bucket: str
+    key: str
+    method: str
+    url: str
+    expires_at: datetime
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "bucket": self.bucket,
+            "key": self.key,
+            "method": self.method,
+            "expires_at": isoformat_z(self.expires_at),
+            "expires_in_seconds": int((self.expires_at - now).total_seconds()),
+        }
+
+
+def signed_at(url: str) -> datetime:
+    """The ``X-Amz-Date`` botocore put in the URL."""
+    match = _AMZ_DATE.search(url)
+    if match is None:
+        raise AwsError("botocore made a URL without X-Amz-Date (not SigV4)")
+    return _parse_amz_date(match[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_amz_date(value: str) -> datetime:
+    return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def presign_all(
+    client: Any, targets: list[tuple[str, str]], method: str, seconds: int
+) -> list[Presigned]:
+    """One URL per object, all from one botocore client (SigV4 query auth)."""
+    operation = _OPERATIONS[method]
+    out = []
+    for bucket, key in targets:
+        url = client.generate_presigned_url(
+            operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds, HttpMethod=method
+        )
+        out.append(Presigned(bucket, key, method, url, signed_at(url) + timedelta(seconds=seconds)))
+    return out
+
+
+def _load_targets(args: argparse.Namespace, stdin: TextIO) -> list[tuple[str, str]]:
+    if bool(args.target) == bool(args.from_file):
+        raise UsageError("name one s3://BUCKET/KEY, or a list with --from-file (not both)")
+    if args.target:
+        return [parse_target(args.target)]
+    if args.from_file == "-":
+        return read_targets(stdin)
+    try:
+        with open(args.from_file, encoding="utf-8") as handle:
+            return read_targets(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
+
+
+def cmd_presign(
+    args: argparse.Namespace,
+    *,
+    clock: Clock | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    from credd import awsconfig
+    from credd.awsclients import ClientFactory
+    from credd.client import Client
+    from credd.secrets import SecretStore
+
+    out, err, clock = out or sys.stdout, err or sys.stderr, clock or SystemClock()
+    seconds = parse_lifetime(args.expires)
+    targets = _load_targets(args, sys.stdin)
+    name = args.profile or awsconfig.profile_from_env() or "default"
+    signer = choose_signer(
+        name,
+        use_session=args.session,
+        config=awsconfig.load(),
+        store=SecretStore(),
+        daemon_credentials=Client(args.socket).credentials,
+    )
+    lifetime, warning = signer.lifetime(seconds, clock.now(), cap=args.cap)
+    if warning:
+        err.write(f"credd: {warning}\n")
+    client = ClientFactory().client(
+        "s3", name, signer.credentials, region=args.region, signature_version="s3v4"
+    )
+    urls = presign_all(client, targets, args.method, lifetime)
+    log.info("presigned %d URL(s) for profile %s with %s", len(urls), name, signer.kind)
+    now = clock.now()
+    if args.json:
+        docs = [u.to_json(now) | {"profile": name, "signed_with": signer.kind} for u in urls]
+        out.write(json.dumps(docs[0] if args.target else docs, indent=1) + "\n")
+        return 0
+    for u in urls:
+        out.write(u.url + "\n")
+    err.write(
+        f"credd: {len(urls)} URL(s) valid until {isoformat_z(urls[-1].expires_at)} "
+        f"({_human(lifetime)}), signed with {signer.kind} of profile {name}\n"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``credd presign`` to the main parser."""
+    p = subparsers.add_parser(
+        "presign",
+        help="S3 presigned URLs that live as long as asked, or a clear refusal",
+        description="Sign GET/PUT URLs for S3 objects with the credentials that can honour "
+        "the lifetime (see docs/presign.md).",
+    )
+    p.add_argument("target", nargs="?", metavar="s3://BUCKET/KEY", help="the object")
+    p.add_argument("--from-file", metavar="LIST", help="one s3://BUCKET/KEY per line ('-': stdin)")
+    p.add_argument("--expires", default="1h", help="lifetime, e.g. 7d, 36h, 90m (max 7d)")
+    p.add_argument("--profile", help="the AWS profile (default: $AWS_PROFILE, else default)")
+    p.add_argument("--method", choices=("GET", "PUT"), default="GET", help="HTTP method")
+    p.add_argument("--region", help="the bucket's region (default: the profile's)")
+    p.add_argument(
+        "--cap",
+        action="store_true",
+        help="when the credentials expire sooner, sign for what remains (warned on stderr)",
+    )
+    p.add_argument(
+        "--session",
+        action="store_true",
+        help="sign with the daemon's session credentials even where long-term keys exist",
+    )
+    p.add_argument("--json", action="store_true", help="URL and real expiry as JSON")
+    p.add_argument("--socket", metavar="PATH", help="the daemon's socket (for session profiles)")
+    p.set_defaults(func=cmd_presign)

@@ -1,0 +1,107 @@
+"""``credd console``: the sign-in URL's token is accepted by the sandbox's federation endpoint
+(once, within 15 minutes); an MFA user is refused with the role profile to use; a plain IAM user
+goes through GetFederationToken."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from credd.console import destination
+from tests.fixtures.daemon import DaemonFactory, remember
+from tests.fixtures.sandbox import SandboxHandle
+
+pytestmark = pytest.mark.integration
+
+
+def login(url: str) -> tuple[int, str, str]:
+    """(status, Location, principal) of following the sign-in URL once, without redirects."""
+    done = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-D", "-", url], capture_output=True, text=True,
+        timeout=30,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return status, headers.get("location", ""), headers.get("x-sandbox-console-principal", "")
+
+
+def test_destinations() -> None:
+    assert destination(None, None) == "https://console.aws.amazon.com/console/home"
+    assert destination("s3/home", "eu-west-1") == (
+        "https://console.aws.amazon.com/s3/home?region=eu-west-1"
+    )
+
+
+def test_federation_refuses_get_session_token_credentials(sandbox_clean: SandboxHandle) -> None:
+    user = sandbox_clean.new_user("fed")
+    remember(user.secret_access_key)
+    creds = sandbox_clean.user_client("sts", user).get_session_token()["Credentials"]
+    remember(creds["SecretAccessKey"], creds["SessionToken"])
+    session = {"sessionId": creds["AccessKeyId"], "sessionKey": creds["SecretAccessKey"],
+               "sessionToken": creds["SessionToken"]}  # fmt: skip
+    query = urlencode({"Action": "getSigninToken", "Session": json.dumps(session)})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{sandbox_clean.endpoint}/federation?{query}", timeout=10)  # noqa: S310
+    assert refused.value.code == 400 and b"GetSessionToken" in refused.value.read()
+
+
+@pytest.mark.timeout(240)
+def test_console_end_to_end(daemons: DaemonFactory) -> None:
+    sandbox = daemons.sandbox
+    user, dev = sandbox.new_user_with_mfa("console")
+    plain = sandbox.new_user("plain")
+    remember(user.secret_access_key, dev.seed, plain.secret_access_key)
+    daemons.store.set_long_term_keys("user", user.access_key_id, user.secret_access_key)
+    daemons.store.set_totp_seed("user", dev.seed)
+    daemons.store.set_long_term_keys("plain", plain.access_key_id, plain.secret_access_key)
+    role = sandbox.admin.create_role(f"admin-{user.name}", trusted=[user.arn], mfa_required=True)
+    daemons.write_config(
+        "[profile user]\nregion = us-east-1\nservices = sandbox\ncredd = true\n"
+        f"[profile user-admin]\nrole_arn = {role.arn}\nsource_profile = user\n"
+        "credd = true\nregion = us-east-1\nservices = sandbox\n"
+        "[profile plain]\nregion = us-east-1\nservices = sandbox\n"
+    )
+    d = daemons.start()
+    d.wait_state("user-admin", "fresh")
+    d.env["CREDD_FEDERATION_URL"] = f"{sandbox.endpoint}/federation"
+
+    done = d.run("console", "user-admin", "--print", "--region", "eu-west-1",
+                 "--destination", "s3/home")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    query = parse_qs(urlsplit(url).query)
+    assert query["Action"] == ["login"] and query["Issuer"] == ["credd"]
+    assert query["Destination"] == ["https://console.aws.amazon.com/s3/home?region=eu-west-1"]
+    status, location, principal = login(url)
+    assert status == 302 and location == query["Destination"][0]
+    assert principal.startswith(f"arn:aws:sts::123456789012:assumed-role/{role.name}/")
+    assert login(url)[0] == 400  # a sign-in token works once
+
+    refused = d.run("console", "user", "--print")
+    assert refused.returncode == 3 and refused.stdout == ""
+    assert "carry no MFA" in refused.stderr and "credd console user-admin" in refused.stderr
+
+    fed = d.run("console", "plain", "--print")
+    assert fed.returncode == 0, fed.stderr
+    status, _, principal = login(fed.stdout.strip())
+    assert status == 302 and principal.endswith(":federated-user/credd-plain")
+
+    expired = d.run("console", "user-admin", "--print")
+    sandbox.admin.advance(15 * 60 + 1)  # sign-in tokens last 15 minutes
+    assert login(expired.stdout.strip())[0] == 400
+
+
+def test_the_federation_url_must_be_https_or_loopback() -> None:
+    from credd.console import federation_url
+    from credd.errors import ConfigError
+
+    assert federation_url({}) == "https://signin.aws.amazon.com/federation"
+    assert federation_url({"CREDD_FEDERATION_URL": "http://127.0.0.1:9/federation"})
+    with pytest.raises(ConfigError, match="not https"):
+        federation_url({"CREDD_FEDERATION_URL": "http://example.com/federation"})
