@@ -143,6 +143,39 @@ def test_bad_mfa_bodies_are_400(api: Api, backend: MemoryBackend, raw: bytes) ->
     assert backend.codes == []
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 60_000,  # json.loads would raise RecursionError
+        b'{"code":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"a":' * 40 + b"1" + b"}" * 40,  # valid JSON, 40 levels
+        b'{"code": "' + b"\\" * 10 + b'"' + b"[" * 5000,  # escapes, then unterminated depth
+        b'{"code": ' + b"9" * 5000 + b"}",  # over Python's integer digit limit
+        b'\x00{\x00"\x00}',  # UTF-16 guessed by json.loads(bytes); not UTF-8 JSON here
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/profiles/demo-mfa/mfa", "/v1/profiles/demo/refresh"])
+def test_hostile_json_bodies_are_400_not_500(
+    api: Api, backend: MemoryBackend, caplog: pytest.LogCaptureFixture, route: str, raw: bytes
+) -> None:
+    """Issue 8 item 9: deep nesting gave a 500 and an ERROR stack."""
+    with caplog.at_level(logging.WARNING):
+        resp = call(api, "POST", route, raw=raw)
+    assert (resp.status, payload(resp)["error"]["code"]) == (400, "bad_request")
+    assert not caplog.records
+    assert backend.codes == [] and ("refresh", "demo") not in backend.calls
+
+
+def test_json_depth_limit_is_exact() -> None:
+    from credd.server.jsonbody import MAX_DEPTH, nesting_depth, parse_object
+
+    at_limit = b'{"a":' * (MAX_DEPTH - 1) + b"[]" + b"}" * (MAX_DEPTH - 1)
+    assert nesting_depth(at_limit.decode(), MAX_DEPTH) == MAX_DEPTH
+    assert parse_object(at_limit)["a"]["a"]
+    assert nesting_depth('["[[[", "\\"", {"x": "]]]{"}]', 5) == 2
+    assert nesting_depth('"\\\\" [[', 5) == 2  # an escaped backslash does not escape the quote
+
+
 def test_mfa_code_format_is_the_backends_call(api: Api) -> None:
     resp = call(api, "POST", "/v1/profiles/demo-mfa/mfa", {"code": "12ab"})
     assert (resp.status, payload(resp)["error"]["code"]) == (400, "bad_usage")

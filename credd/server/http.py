@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from credd.errors import CreddError, MethodNotAllowed, NotFound, RequestError
+from credd.server.jsonbody import parse_object
 
 logger = logging.getLogger(__name__)
 
@@ -62,22 +63,9 @@ class Request:
         return None
 
     def json_body(self, *, allow_empty: bool = False) -> dict[str, Any]:
-        """The body as a JSON object; ``RequestError`` (400) when it is not one."""
-        if not self.body.strip():
-            if allow_empty:
-                return {}
-            raise RequestError(
-                "this request needs a JSON body", hint='send a JSON object, e.g. {"code": ...}'
-            )
-        try:
-            data = json.loads(self.body)
-        except (UnicodeDecodeError, ValueError):
-            raise RequestError(
-                "the request body is not valid JSON", hint="send a JSON object"
-            ) from None
-        if not isinstance(data, dict):
-            raise RequestError("the request body must be a JSON object", hint="send a JSON object")
-        return data
+        """The body as a JSON object; ``RequestError`` (400, or 413 when too large) when it is
+        not one. Bounded in size and nesting depth (:mod:`credd.server.jsonbody`)."""
+        return parse_object(self.body, allow_empty=allow_empty)
 
 
 @dataclass(frozen=True)
