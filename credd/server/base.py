@@ -17,13 +17,15 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from credd.errors import CreddError
 from credd.server.connection import Connection, Limits
 from credd.server.http import Peer, Request, Response
+from credd.server.refusals import RefusalLog
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +45,22 @@ class HttpServer(abc.ABC):
     #: what a client that spoke garbage is told to use instead
     client_hint = "talk to this server with credd's client"
 
-    def __init__(self, api: Handler, *, limits: Limits) -> None:
+    def __init__(
+        self,
+        api: Handler,
+        *,
+        limits: Limits,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api = api
         self.limits = limits
         self.stopping = False
         self.connections: set[Connection] = set()
+        #: closed by us, reading what the peer still sends (see ``Connection.close``)
+        self.lingering: set[Connection] = set()
+        #: refusals are logged once per peer per minute, with a count (issue 8)
+        self.refusals = RefusalLog(logging.getLogger(type(self).__module__), clock=monotonic)
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.executor: ThreadPoolExecutor | None = None
         self._sock: socket.socket | None = None
         self._cleanup: Callable[[], None] | None = None
@@ -115,6 +128,22 @@ class HttpServer(abc.ABC):
         self._finish()
         logger.info("stopped listening on %s", self.describe())
 
+    def log_refusal(self, key: Hashable, label: str, msg: str, *args: object) -> None:
+        """Log a refused connection, at most once per ``key`` per minute (event loop only)."""
+        if self.refusals.refused(key, label, msg, *args) or self._flush_timer is not None:
+            return
+        # counted, not logged: make sure the count is reported even if the refusals stop
+        self._flush_timer = asyncio.get_running_loop().call_later(
+            self.refusals.interval, self._flush_refusals
+        )
+
+    def _flush_refusals(self) -> None:
+        self._flush_timer = None
+        if self.refusals.flush():
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self.refusals.interval, self._flush_refusals
+            )
+
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
         if self.stopping and not self.connections and self._drained is not None:
@@ -158,6 +187,12 @@ class HttpServer(abc.ABC):
                 logger.warning("closing %d connection(s) still busy at stop", len(self.connections))
                 for conn in list(self.connections):
                     conn.abort()
+        for conn in list(self.lingering):
+            conn.abort()  # everything they sent was read: the peer sees a plain close
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self.refusals.flush(final=True)
         await asyncio.sleep(0)  # let connection_lost callbacks run
         self._stopped.set()
 

@@ -42,6 +42,8 @@ class Limits:
     handler_threads: int = 16  # backend calls running at once
     handler_deadline: float = 60.0  # a handler slower than this yields a 503 not_ready
     backlog: int = 512
+    linger_timeout: float = 1.0  # after our FIN, what the peer still sends is dropped this long
+    max_lingering: int = 64  # closing connections lingering at once; more are closed at once
 
 
 class Connection(asyncio.Protocol):
@@ -63,6 +65,10 @@ class Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.pending: Future[Response] | None = None
         self.current: Request | None = None
+        self.write_paused = False  # the peer does not read: the transport's buffer is full
+        self.stalled = False  # an answer is written; the next one waits for the peer to read
+        self.discarded = 0  # bytes dropped while lingering
+        self.peer_eof = False  # the peer will send nothing more
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -72,24 +78,34 @@ class Connection(asyncio.Protocol):
         self.server.connections.add(self)
         try:
             self.peer, refusal = self.server.admit(transport.get_extra_info("socket"))
-        except OSError:
-            logger.warning("closing a connection whose peer could not be identified")
+        except OSError:  # the peer is gone already (it reset the connection)
+            self.server.log_refusal(
+                "unidentified",
+                "peers that could not be identified",
+                "closing a connection whose peer could not be identified",
+            )
             self.abort()
             return
         if refusal is not None:
             self.fail(refusal)
             return
         if self.server.stopping or len(self.server.connections) > self.limits.max_connections:
-            logger.warning(
-                "refused a connection from pid %s: too many connections",
+            self.server.log_refusal(
+                "busy",
+                "connections over the limit",
+                "refused a connection from pid %s: more than %d connections",
                 self.peer.pid if self.peer else "?",
+                self.limits.max_connections,
             )
             self.fail(NotReady("credd has too many open connections", hint="try again shortly"))
             return
         self.arm(self.limits.header_timeout, self.on_header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed:  # lingering: drop it, up to a bound
+            self.discarded += len(data)
+            if self.discarded > self.limits.max_request_bytes:
+                self.abort()
             return
         if self.cycle_bytes == 0 and not self.busy:
             self.arm(self.limits.header_timeout, self.on_header_timeout)
@@ -99,16 +115,28 @@ class Connection(asyncio.Protocol):
             self.process()
 
     def eof_received(self) -> bool:
-        if not self.closed:
-            self.h11.receive_data(b"")
-            if not self.busy:
-                self.process()
+        self.peer_eof = True
+        if self.closed:
+            return False  # lingering, and the peer is done: close now
+        self.h11.receive_data(b"")
+        if not self.busy:
+            self.process()
         return True  # keep the write side open: a response may still be due
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.cancel_timer()
         self.server.forget(self)
+        self.server.lingering.discard(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.stalled and not self.closed:
+            self.stalled = False
+            self.next_cycle()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -249,6 +277,14 @@ class Connection(asyncio.Protocol):
         except h11.LocalProtocolError:
             self.close()
             return
+        if self.write_paused:  # the peer does not read what it asked for: ask it to first
+            self.stalled = True
+            self.arm(self.limits.idle_timeout, self.abort)
+            return
+        self.next_cycle()
+
+    def next_cycle(self) -> None:
+        """Read (and answer) the next request on this connection, if there is one."""
         self.busy = False
         self.request = None
         self.cycle_bytes = len(self.h11.trailing_data[0])
@@ -298,14 +334,35 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        self.cancel_timer()
-        if not self.closed and self.transport is not None:
-            self.closed = True
-            self.transport.close()
+        """Stop serving this connection, politely ("lingering close").
+
+        What is written goes out, then a FIN; what the peer still sends (the request a refused
+        client sent after we answered it, a body we refused to read) is read and dropped for
+        up to ``linger_timeout``, ``max_request_bytes`` at most. Closing a socket with unread
+        data makes the kernel send a reset, which can destroy the answer before the peer reads
+        it. A lingering connection leaves ``server.connections`` at once (it takes no slot from
+        anyone); over ``max_lingering`` of them, a connection is closed without lingering. A
+        peer that reads nothing cannot hold the socket: the timer aborts it.
+        """
+        if self.closed or self.transport is None:
+            return
+        self.closed = True
+        self.server.forget(self)
+        transport = self.transport
+        if self.peer_eof:  # nothing more will come: nothing to linger for
+            transport.close()
+        elif len(self.server.lingering) < self.limits.max_lingering and transport.can_write_eof():
+            self.server.lingering.add(self)
+            transport.write_eof()
+            transport.resume_reading()
+        else:
+            transport.close()
+        self.arm(self.limits.linger_timeout, self.abort)
 
     def abort(self) -> None:
         self.cancel_timer()
         self.closed = True
+        self.server.forget(self)
         if self.transport is not None:
             self.transport.abort()
 

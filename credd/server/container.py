@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -196,8 +197,9 @@ class LoopbackServer(HttpServer):
         limits: Limits = ENDPOINT_LIMITS,
         uid: int | None = None,
         owners: TcpOwner | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(api, limits=limits)
+        super().__init__(api, limits=limits, monotonic=monotonic)
         self.container = api
         self.host = host
         self.port = port
@@ -250,7 +252,9 @@ class LoopbackServer(HttpServer):
         owner = self.owners.owner(sock.getsockname(), remote)
         if owner == self.uid:
             return None, None
-        logger.warning(
+        self.log_refusal(
+            ("uid", owner),
+            f"uid {owner}" if owner is not None else "peers of unknown uid",
             "refused an endpoint connection from port %s: owned by uid %s, not %s",
             remote[1],
             owner if owner is not None else "?",

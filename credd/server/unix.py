@@ -3,13 +3,17 @@
 One event loop thread owns every connection; handlers run in a bounded thread pool, because a
 backend call may block a few seconds (see :mod:`credd.server.base`). Each connection:
 
-1. is checked with ``SO_PEERCRED``: a uid not allowed gets a 403 and is closed (and logged);
+1. is checked with ``SO_PEERCRED``: a uid not allowed gets a 403 and is closed (logged once
+   per uid per minute, with a count: :mod:`credd.server.refusals`);
 2. beyond ``max_connections`` gets a quick 503 and is closed;
 3. must deliver a whole request (head + body <= ``max_request_bytes``, else 413) within
    ``header_timeout`` of its first byte (or of connecting), else 408 and close;
 4. may keep the connection alive between requests for ``idle_timeout``;
 5. garbage gets a 400 and a close. One slow or broken client never blocks another: reading is
    non-blocking and a handler holds only its own connection.
+
+Every close after an answer is a lingering close (:meth:`Connection.close`), so the answer
+reaches the peer instead of being destroyed by a reset.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,8 +52,9 @@ class UnixServer(HttpServer):
         limits: Limits = Limits(),  # noqa: B008 - frozen, so one shared default is safe
         allowed_uids: frozenset[int] | None = None,
         listen_fd: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(api, limits=limits)
+        super().__init__(api, limits=limits, monotonic=monotonic)
         self.path = Path(path)
         self.allowed_uids = frozenset({os.getuid()}) if allowed_uids is None else allowed_uids
         self.listen_fd = listen_fd
@@ -78,7 +84,9 @@ class UnixServer(HttpServer):
         peer = peer_of(sock)
         if peer.uid in self.allowed_uids:
             return peer, None
-        logger.warning(
+        self.log_refusal(
+            ("uid", peer.uid),
+            f"uid {peer.uid}",
             "refused a connection from uid %s (pid %s): not allowed on this socket",
             peer.uid,
             peer.pid,
