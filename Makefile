@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench deps venv clean
+.PHONY: demo test lint typecheck unit soak bench deps venv clean
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/system-deps
@@ -33,6 +33,9 @@ test: lint typecheck
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not integration"
+
+soak: $(VENV)/.installed
+	CREDD_SOAK=1 $(BIN)/python -m pytest -m soak
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py

@@ -328,3 +328,49 @@ def test_uids_not_allowed_get_403(serve: ServerFactory) -> None:
     resp = exchange(server.address, http_request("GET", "/v1/credentials/demo"))
     assert (resp.status, resp.code) == (403, "forbidden")
     assert SECRET.encode() not in resp.body
+
+
+def recv_all_strict(sock: socket.socket) -> bytes:
+    """Everything until the server closes; a reset fails the test (unlike recv_until_closed)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_head_gets_the_headers_and_no_body(server: UnixServer) -> None:
+    """Found by the request fuzz: h11 refuses a body after HEAD, and credd closed unanswered."""
+    with raw_connect(server.address) as sock:
+        sock.sendall(http_request("HEAD", "/v1/status") + http_request("GET", "/v1/status"))
+        sock.shutdown(socket.SHUT_WR)
+        data = recv_all_strict(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 ") and b"content-length: " in head
+    assert rest.startswith(b"HTTP/1.1 200 ")  # no body in between: the next answer follows
+
+
+@pytest.mark.parametrize("refused", [True, False])
+def test_error_answers_end_in_a_clean_close_not_a_reset(
+    serve: ServerFactory, refused: bool
+) -> None:
+    """A peer still sending after the answer (a refused client sending its request, a body
+    refused for its size) used to hit a closed socket: EPIPE or a reset instead of the answer.
+    Now the server half-closes and reads what follows (a lingering close)."""
+    if refused:
+        server = serve(allowed_uids=frozenset({os.getuid() + 12345}))
+        first, then = b"", http_request("GET", "/v1/credentials/demo")
+    else:
+        server = serve()
+        first = (
+            b"POST /v1/profiles/demo/refresh HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        then = b"x" * 30_000
+    with raw_connect(server.address) as sock:
+        sock.sendall(first)
+        resp = read_response(sock)  # the answer arrives before the rest is sent
+        assert (resp.status, resp.code) == (
+            (403, "forbidden") if refused else (413, "request_too_large")
+        )
+        sock.sendall(then)  # the server still reads: no EPIPE
+        assert recv_all_strict(sock) == b""  # then a clean end, no reset
+    assert not server.connections

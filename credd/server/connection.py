@@ -316,7 +316,8 @@ class Connection(asyncio.Protocol):
                     reason=_reason(response.status),
                 )
             )
-            data = (data or b"") + (self.h11.send(h11.Data(data=response.body)) or b"")
+            if self.request is None or self.request.method != b"HEAD":  # HEAD: headers only
+                data = (data or b"") + (self.h11.send(h11.Data(data=response.body)) or b"")
             data += self.h11.send(h11.EndOfMessage()) or b""
         except h11.LocalProtocolError:
             self.close()
