@@ -28,13 +28,13 @@ from credd.errors import MfaCodeReused, MfaProcessFailed, NeedsMfa, SecretMissin
 log = logging.getLogger(__name__)
 
 STEP = 30  # seconds, RFC 6238 as used by AWS virtual MFA devices
-_CODE = re.compile(r"^\d{6}$")
+_CODE = re.compile(r"[0-9]{6}")  # ASCII digits only: \d would take any script's digits
 
 
 def check_code(code: str) -> str:
     """A six-digit code, or ``UsageError``."""
     value = code.strip()
-    if not _CODE.match(value):
+    if not _CODE.fullmatch(value):
         raise UsageError("an MFA code is six digits", hint="type the code your device shows now")
     return value
 
@@ -169,7 +169,7 @@ class ProcessCodes:
                 hint="run the command by hand to see what it needs",
             )
         text = (done.stdout or "").strip()
-        if not _CODE.match(text):
+        if not _CODE.fullmatch(text):
             raise MfaProcessFailed(
                 f"profile {self._profile!r}: mfa_process printed no six-digit code",
                 hint="the command must print only the current code",

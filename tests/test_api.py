@@ -176,9 +176,12 @@ def test_json_depth_limit_is_exact() -> None:
     assert nesting_depth('"\\\\" [[', 5) == 2  # an escaped backslash does not escape the quote
 
 
-def test_mfa_code_format_is_the_backends_call(api: Api) -> None:
-    resp = call(api, "POST", "/v1/profiles/demo-mfa/mfa", {"code": "12ab"})
-    assert (resp.status, payload(resp)["error"]["code"]) == (400, "bad_usage")
+def test_mfa_code_format_is_the_backends_call(api: Api, backend: MemoryBackend) -> None:
+    # other scripts' digits too ("\\d" took them, and they went on to STS)
+    for code in ("12ab", "\u0661\u0662\u0663\u0664\u0665\u0666", "\uff11" * 6, "123456\n1"):
+        resp = call(api, "POST", "/v1/profiles/demo-mfa/mfa", {"code": code})
+        assert (resp.status, payload(resp)["error"]["code"]) == (400, "bad_usage"), code
+    assert backend.codes == []
 
 
 def test_refresh_accepts_empty_or_empty_object(api: Api, backend: MemoryBackend) -> None:

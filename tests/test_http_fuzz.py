@@ -137,6 +137,7 @@ def check_case(pieces: list[bytes], data: bytes) -> str | None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800 if SOAK else 120)
 def test_generated_requests_never_get_a_500(
     fuzz_target: tuple[HttpServer, Target, Connect], caplog: pytest.LogCaptureFixture
 ) -> None:

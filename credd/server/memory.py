@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from credd.clock import Clock, isoformat_z
-from credd.errors import CreddError, NeedsMfa, ProfileNotManaged, UsageError
+from credd.errors import CreddError, NeedsMfa, ProfileNotManaged
+from credd.mfa import check_code
 from credd.models import Credentials, ProfileStatus
 
 
@@ -99,8 +100,7 @@ class MemoryBackend:
 
     def push_mfa_code(self, profile: str, code: str) -> ProfileStatus:
         self._enter(profile, "push_mfa_code")
-        if not (len(code) == 6 and code.isdigit()):
-            raise UsageError("an MFA code is 6 digits", hint="type the code your device shows")
+        code = check_code(code)  # the daemon's own rule
         with self._lock:
             if profile not in self._status:
                 raise _not_managed(profile)
