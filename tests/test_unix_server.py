@@ -347,6 +347,10 @@ def test_head_gets_the_headers_and_no_body(server: UnixServer) -> None:
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 405 ") and b"content-length: " in head
     assert rest.startswith(b"HTTP/1.1 200 ")  # no body in between: the next answer follows
+    with raw_connect(server.address) as sock:  # refused for its version: still an answer
+        sock.sendall(b"HEAD /v1/status HTTP/0.9\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all_strict(sock).startswith(b"HTTP/1.1 400 ")
 
 
 @pytest.mark.parametrize("refused", [True, False])

@@ -43,7 +43,7 @@ class Limits:
     handler_deadline: float = 60.0  # a handler slower than this yields a 503 not_ready
     backlog: int = 512
     linger_timeout: float = 1.0  # after our FIN, what the peer still sends is dropped this long
-    max_lingering: int = 64  # closing connections lingering at once; more are closed at once
+    max_lingering: int = 256  # closing connections lingering at once; more are closed at once
 
 
 class Connection(asyncio.Protocol):
@@ -161,12 +161,12 @@ class Connection(asyncio.Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
+                self.request = event  # before any answer: a HEAD request's has no body
                 if event.http_version not in (b"1.1", b"1.0"):
                     self.fail(
                         RequestError("only HTTP/1.1 is spoken here", hint=self.server.client_hint)
                     )
                     return
-                self.request = event
                 self.body.clear()
                 length = _content_length(event)
                 if length is not None and length > limit:
