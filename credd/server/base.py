@@ -23,8 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from credd.errors import CreddError
-from credd.server.connection import Connection, Limits
+from credd.server.connection import Connection
 from credd.server.http import Peer, Request, Response
+from credd.server.limits import Limits
 from credd.server.refusals import RefusalLog
 
 logger = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from credd.errors import ConfigError, CreddError, Forbidden, RequestError
 from credd.models import Credentials
 from credd.server.backend import Backend
 from credd.server.base import HttpServer
-from credd.server.connection import Limits
 from credd.server.http import Peer, Request, Response, decode_profile
+from credd.server.limits import Limits
 from credd.server.peeruid import TcpOwner, tcp_owner
 
 logger = logging.getLogger(__name__)

@@ -29,8 +29,9 @@ from pathlib import Path
 from credd.errors import CreddError, Forbidden
 from credd.server.api import Api
 from credd.server.base import HttpServer
-from credd.server.connection import Connection, Limits
+from credd.server.connection import Connection
 from credd.server.http import Peer
+from credd.server.limits import Limits
 from credd.server.listener import adopt_fd, bind_unix, peer_of
 
 logger = logging.getLogger(__name__)
