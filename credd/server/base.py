@@ -145,6 +145,18 @@ class HttpServer(abc.ABC):
                 self.refusals.interval, self._flush_refusals
             )
 
+    def connection_counts(self, timeout: float = 5.0) -> tuple[int, int]:
+        """(connections being served, connections lingering), read on the loop thread (so no
+        callback is half-way through), for tests and benchmarks."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return len(self.connections), len(self.lingering)
+
+        async def counts() -> tuple[int, int]:
+            return len(self.connections), len(self.lingering)
+
+        return asyncio.run_coroutine_threadsafe(counts(), loop).result(timeout)
+
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
         if self.stopping and not self.connections and self._drained is not None:
