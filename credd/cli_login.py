@@ -2,7 +2,9 @@
 
 :func:`register` adds the command to the main parser (``args.func(args)`` runs it). The token
 goes to the cache the AWS CLI shares (``~/.aws/sso/cache``); then the daemon is asked to refresh
-every managed profile that uses this login, so it picks the token up at once. See docs/sso.md.
+every managed profile that uses this login, so it picks the token up at once, and the state it
+reports back is what is printed: "picked up" only for a profile that is fresh now (otherwise its
+state and what it waits for, and exit 1). See docs/sso.md.
 """
 
 from __future__ import annotations
@@ -37,29 +39,54 @@ def _managed(raw: Mapping[str, Any]) -> bool:
     return str(raw.get("credd", "")).strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _notify_daemon(args: argparse.Namespace, io: LoginCliIo, names: list[str]) -> None:
+def _notify_daemon(args: argparse.Namespace, io: LoginCliIo, names: list[str]) -> bool:
+    """Tell the daemon; True when every profile it reports on is fresh (or it is not running)."""
     if not names:
         io.say("No profile managed by credd uses this login; nothing to tell the daemon.")
-        return
+        return True
     if io.client_factory is not None:
         client = io.client_factory(args.socket)
     else:
         from credd.client import Client
 
         client = Client(args.socket)
+    all_fresh = True
     for name in names:
         try:
-            client.refresh(name)
+            reply = client.refresh(name)
         except DaemonUnavailable:
             io.say(
                 "The credd daemon is not running; it will use the new token when it starts "
                 "(credd daemon)."
             )
-            return
+            return True
         except CreddError as exc:
             io.say(f"The daemon could not refresh {name} yet: {exc}")
+            all_fresh = False
             continue
-        io.say(f"The daemon picked up the new token for {name}.")
+        profile = reply.get("profile") if isinstance(reply, dict) else None
+        line, fresh = _outcome(name, profile if isinstance(profile, dict) else {})
+        io.say(line)
+        all_fresh = all_fresh and fresh
+    return all_fresh
+
+
+def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
+    """What to say about ``name`` from the status the daemon reported after the refresh."""
+    from credd.commands import profile_ok
+
+    state = str(p.get("state") or "unknown")
+    if profile_ok(dict(p)):
+        until = p.get("expires_at")
+        return (
+            f"The daemon picked up the new token for {name}: fresh"
+            + (f", credentials valid until {until}." if until else "."),
+            True,
+        )
+    error = (p.get("error") or {}).get("message")
+    waiting = p.get("waiting_for") or f"see: credd status {name}"
+    line = f"The daemon has not picked up the new token for {name}: it is {state}"
+    return line + (f": {error}" if error else "") + f" ({waiting}).", False
 
 
 def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
@@ -108,8 +135,7 @@ def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
     io.say(f"Written to {flow.cache.path(target)} (the AWS CLI and SDKs use it too).")
     profiles: Mapping[str, Mapping[str, Any]] = full.get("profiles", {}) or {}
     managed = [n for n in profiles_using(target, full) if _managed(profiles[n])]
-    _notify_daemon(args, io, managed)
-    return 0
+    return 0 if _notify_daemon(args, io, managed) else 1
 
 
 def cmd_login(args: argparse.Namespace, io: LoginCliIo | None = None) -> int:

@@ -295,9 +295,11 @@ class Manager:
     def refresh(self, profile: str) -> ProfileStatus:
         plan = self._plan(self._ref(profile))
         # Parked ancestors (a fixed keyring, a new seed) are retried first, then the target.
+        # A parent whose source withdrew its value (an SSO token refused, or replaced in the
+        # shared cache by a login) is fetched again too: a login is picked up here.
         for node in plan.nodes()[:-1]:
             entry = self._nodes[node.key]
-            if entry.state != "fresh" or entry.creds is None:
+            if entry.state != "fresh" or entry.creds is None or not _still_valid(entry):
                 self._wait(self._refresh(entry, "asked for"))
         self._wait(self._refresh(self._nodes[plan.target.key], "asked for"))
         return self.profile_status(profile)
@@ -348,7 +350,7 @@ class Manager:
         """A parent's credentials for a child's refresh; never restarts a parked parent."""
         entry = self._nodes[key]
         creds = entry.creds
-        if creds is not None and self._servable(entry, creds):
+        if creds is not None and self._servable(entry, creds) and _still_valid(entry):
             return creds
         parked = {"error", "needs_mfa", "login_required", "backoff"}
         if entry.state in parked and entry.inflight is None:
@@ -360,7 +362,7 @@ class Manager:
         except CreddError:
             pass
         creds = entry.creds
-        if creds is not None and self._servable(entry, creds):
+        if creds is not None and self._servable(entry, creds) and _still_valid(entry):
             return creds
         raise FromParent(self._unavailable(entry))
 
@@ -646,6 +648,19 @@ def _configured_code_source(profile: ManagedProfile) -> str:
     if profile.mfa_source:
         return profile.mfa_source
     return "process" if profile.mfa_process else "person"
+
+
+def _still_valid(entry: Entry) -> bool:
+    """False when the node's source withdrew the value it holds (``Source.still_valid``: an SSO
+    token the portal refused or the shared cache replaced); unknown counts as valid."""
+    check = getattr(entry.source, "still_valid", None)
+    creds = entry.creds
+    if check is None or creds is None:
+        return True
+    try:
+        return bool(check(creds))
+    except Exception:  # a check that fails withdraws nothing; the node's schedule reports it
+        return True
 
 
 def _safe_flag(fn: Callable[[], bool]) -> bool:

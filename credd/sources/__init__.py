@@ -43,6 +43,11 @@ class Source(Protocol):
         """New credentials, or a ``CreddError`` (``NeedsMfa`` when a person must act)."""
 
 
+# A source may also offer ``still_valid(creds) -> bool``: False withdraws a value it gave before
+# it expires (an SSO token the portal refused, or that the shared cache no longer holds); the
+# manager then fetches the node again before a child uses it, and on ``credd refresh``.
+
+
 def build_source(
     node: Node,
     parent: Callable[[], Credentials],
@@ -55,17 +60,22 @@ def build_source(
     tokens: TokenStore | None = None,
 ) -> Source:
     """The source for ``node``; ``parent`` gives the parent node's credentials."""
+    if node.kind in {"sso-token", "sso"} and tokens is None:
+        # The token node and its roles must share one store: a token a role saw refused is
+        # withdrawn from the token node through it.
+        raise TypeError("build_source: IAM Identity Center nodes need tokens= (a TokenStore)")
     if node.kind == "sso-token":
         from credd.sources.sso_token import SsoTokenSource
-        from credd.sso import TokenStore as Store
 
+        assert tokens is not None
         log.info("%s: IAM Identity Center token from the shared cache", node.key)
-        return SsoTokenSource(node, store=tokens or Store(clock=clock), clock=clock)
+        return SsoTokenSource(node, store=tokens, clock=clock)
     if node.kind == "sso":
         from credd.sources.sso import SsoRoleSource
 
+        assert tokens is not None
         log.info("%s: sso:GetRoleCredentials", node.key)
-        return SsoRoleSource(node, parent=parent, clients=clients)
+        return SsoRoleSource(node, parent=parent, clients=clients, tokens=tokens)
     if node.kind == "session-token":
         from credd.sources.session_token import SessionTokenSource
 

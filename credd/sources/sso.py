@@ -3,6 +3,13 @@
 The access token comes from the parent ``sso-token`` node (:mod:`credd.sources.sso_token`); a
 token node's value is a :class:`~credd.models.Credentials` whose ``session_token`` is the bearer
 token, so the manager schedules and shares it like any other node, and nothing ever serves it.
+
+When the portal refuses the token (``UnauthorizedException``: the session was revoked or ended,
+``aws sso logout``), the token is marked refused in the shared :class:`~credd.sso.TokenStore`,
+which withdraws it from the token node; the parent is asked again, once: the token node re-reads
+the shared cache, so a login that already landed there is used in this same refresh, and
+without one the parent's ``login_required`` becomes this node's. A refused token is never sent
+twice.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from credd.awsclients import ClientFactory
 from credd.clock import UTC
@@ -17,8 +25,14 @@ from credd.errors import AwsAccessDenied, LoginRequired, UsageError
 from credd.models import Credentials
 from credd.planner import Node
 from credd.sources.aws_errors import translate
+from credd.sources.sso_token import target_of
+from credd.sso import TokenStore
 
 log = logging.getLogger(__name__)
+
+
+class TokenRefused(Exception):  # internal: the portal refused the bearer token
+    pass
 
 
 class SsoRoleSource:
@@ -27,13 +41,19 @@ class SsoRoleSource:
     mfa_source = None
 
     def __init__(
-        self, node: Node, *, parent: Callable[[], Credentials], clients: ClientFactory
+        self,
+        node: Node,
+        *,
+        parent: Callable[[], Credentials],
+        clients: ClientFactory,
+        tokens: TokenStore,
     ) -> None:
         assert node.profile.sso is not None
         self.node = node
         self.sso = node.profile.sso
         self._parent = parent
         self._clients = clients
+        self._tokens = tokens
 
     def push_code(self, code: str) -> None:
         raise UsageError(
@@ -42,22 +62,39 @@ class SsoRoleSource:
         )
 
     def fetch(self) -> Credentials:
+        name = self.node.profile.name
+        token = self._parent().session_token or ""
+        try:
+            return self._role_credentials(token)
+        except TokenRefused:
+            self._tokens.reject(target_of(self.node), token)
+        # Withdrawn from the token node: asking again re-reads the shared cache (or raises the
+        # token node's login_required, which the manager reports for this profile).
+        again = self._parent().session_token or ""
+        if again != token:
+            log.info("profile %s: the SSO login was renewed; using the new token", name)
+            try:
+                return self._role_credentials(again)
+            except TokenRefused:
+                self._tokens.reject(target_of(self.node), again)
+        raise LoginRequired(
+            f"IAM Identity Center no longer accepts the login of {name!r}",
+            hint=f"run: credd login {name}",
+        )
+
+    def _role_credentials(self, token: str) -> Credentials:
         import botocore.exceptions
 
-        token = self._parent().session_token or ""
         name = self.node.profile.name
         portal = self._clients.unsigned_client("sso", name, self.sso.region)
         try:
-            reply = portal.get_role_credentials(
+            reply: dict[str, Any] = portal.get_role_credentials(
                 roleName=self.sso.role_name, accountId=self.sso.account_id, accessToken=token
             )
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "UnauthorizedException":
-                raise LoginRequired(
-                    f"IAM Identity Center no longer accepts the login of {name!r}",
-                    hint=f"run: credd login {name}",
-                ) from None
+                raise TokenRefused from None
             if code in {"ForbiddenException", "ResourceNotFoundException"}:
                 raise AwsAccessDenied(
                     f"role {self.sso.role_name} in account {self.sso.account_id} is not "

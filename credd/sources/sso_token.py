@@ -5,6 +5,12 @@ whose ``expiration`` is the token's: the manager schedules and shares it like an
 20 min or more ahead of expiry), and never serves it. The token lives in the cache shared with the
 AWS CLI (:mod:`credd.sso`): a login or refresh done by the CLI is picked up, and a refresh done
 here is seen by the CLI.
+
+A token the portal refused (:meth:`credd.sso.TokenStore.reject`, called by the role source) or
+that the shared cache no longer holds (a new login, a refresh by the AWS CLI, ``aws sso
+logout``) is withdrawn: :meth:`SsoTokenSource.still_valid` says so, and the manager fetches the
+node again before a role uses it. That fetch re-reads the cache, so a new login is used at once;
+with no new token it refreshes or ends in ``login_required``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 from datetime import timedelta
 
 from credd.clock import Clock
-from credd.errors import LoginRequired, UsageError
+from credd.errors import CreddError, LoginRequired, UsageError
 from credd.models import Credentials
 from credd.planner import Node
 from credd.sso import SsoTarget, SsoToken, TokenStore
@@ -58,11 +64,24 @@ class SsoTokenSource:
             hint=f"to log in: credd login {self.node.profile.name}",
         )
 
+    def still_valid(self, creds: Credentials) -> bool:
+        """Whether the token the manager holds (``creds.session_token``) may still be sent: not
+        refused by IAM Identity Center, and still the one in the shared cache. A file read."""
+        held = creds.session_token or ""
+        if self._store.rejected(self.target, held):
+            return False
+        try:
+            token = self._store.current(self.target)
+        except CreddError:
+            return True  # an unreadable cache is reported by the node's next fetch
+        return token is not None and token.access_token == held
+
     def fetch(self) -> Credentials:
         name = self.node.profile.name
         token = self._store.current(self.target)
         now = self._clock.now()
-        if token is not None and token.expires_at - now > FRESH_ENOUGH:
+        refused = token is not None and self._store.rejected(self.target, token.access_token)
+        if token is not None and not refused and token.expires_at - now > FRESH_ENOUGH:
             return bearer(token)  # fresh from a login or from the AWS CLI: nothing to call
         if token is not None and token.refresh_token and token.refresh_token == self._refused:
             raise self._login(f"IAM Identity Center refused the refresh token of {name!r}")

@@ -9,13 +9,21 @@ injected clock's time, with :class:`credd.refresher.RefreshPolicy`'s lead (for a
 the rotated refresh token back at once, and never replaces a token that expires later. When the
 refresh token was spent by a concurrent botocore refresh, the token botocore wrote is used.
 Legacy profiles (no ``sso_session``) are never refreshed, as in botocore.
+
+An access token the portal refused (:meth:`TokenStore.reject`: the session was revoked, an
+administrator ended it, ``aws sso logout``) is never handed out again, though it stays in the
+shared cache (the file is the AWS CLI's too): the refresh-token grant is tried instead, and when
+that is refused too a login is required. A new login in the cache is a different token: used at
+once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
+from collections import deque
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -31,6 +39,13 @@ log = logging.getLogger(__name__)
 #: Assumed lifetime of a token whose issue time is unknown (IAM Identity Center's default).
 DEFAULT_LIFETIME = timedelta(hours=1)
 REFRESH_GRANT = "refresh_token"
+#: Refused access tokens remembered per login (a login replaces the one in the cache).
+REJECTED_KEPT = 8
+
+
+def _digest(access_token: str) -> str:
+    """What is remembered of a refused token: its SHA-256, never the token."""
+    return hashlib.sha256(access_token.encode()).hexdigest()
 
 
 def refresh_lead(lifetime: timedelta | None, policy: RefreshPolicy | None = None) -> timedelta:
@@ -94,6 +109,7 @@ class TokenStore:
         self.policy = policy or RefreshPolicy()
         self._lifetimes: dict[str, timedelta] = {}
         self._latest: dict[str, SsoToken] = {}  # tokens obtained but maybe not yet written
+        self._rejected: dict[str, deque[str]] = {}  # digests of access tokens the portal refused
         self._lock = threading.Lock()
 
     # -- reading ----------------------------------------------------------------------------
@@ -107,6 +123,29 @@ class TokenStore:
         if mine is not None and (token is None or mine.expires_at > token.expires_at):
             return mine
         return token
+
+    def reject(self, target: SsoTarget, access_token: str) -> None:
+        """IAM Identity Center refused ``access_token`` (the portal answered Unauthorized): it is
+        never handed out again; the next :meth:`access_token` refreshes or asks for a login."""
+        digest = _digest(access_token)
+        with self._lock:
+            kept = self._rejected.setdefault(target.cache_key, deque(maxlen=REJECTED_KEPT))
+            if digest not in kept:
+                kept.append(digest)
+            mine = self._latest.get(target.cache_key)
+            if mine is not None and mine.access_token == access_token:
+                del self._latest[target.cache_key]
+        log.info("the SSO access token for %s was refused; it is not used again", target.label)
+
+    def rejected(self, target: SsoTarget, access_token: str) -> bool:
+        """Whether IAM Identity Center refused ``access_token`` (see :meth:`reject`)."""
+        with self._lock:
+            kept = self._rejected.get(target.cache_key)
+            return kept is not None and _digest(access_token) in kept
+
+    def usable(self, target: SsoTarget, token: SsoToken, now: datetime) -> bool:
+        """Servable at ``now`` and not refused."""
+        return servable(token, now, self.policy) and not self.rejected(target, token.access_token)
 
     def lifetime(self, target: SsoTarget) -> timedelta | None:
         with self._lock:
@@ -142,18 +181,27 @@ class TokenStore:
         while the current token is still servable (the daemon retries on its schedule)."""
         token = self.current(target)
         now = self.clock.now()
-        if token is not None and not self.refresh_due(target, token) and servable(token, now):
+        if (
+            token is not None
+            and not self.refresh_due(target, token)
+            and self.usable(target, token, now)
+        ):
             return token
         if token is not None and not target.legacy and token.has_refresh:
             try:
-                return self.refresh(target, profile=profile, force=not servable(token, now))
+                return self.refresh(
+                    target, profile=profile, force=not self.usable(target, token, now)
+                )
             except Exception as exc:
-                if not servable(token, self.clock.now(), self.policy):
+                if not self.usable(target, token, self.clock.now()):
                     raise
                 log.warning("SSO refresh for %s failed, token still valid: %s", target.label, exc)
                 return token
         if token is None:
             raise self._login_required(target, profile, "no token in the SSO cache", None)
+        if self.rejected(target, token.access_token):
+            why = "IAM Identity Center refused the access token (the session ended or was revoked)"
+            raise self._login_required(target, profile, why, None)
         if not servable(token, now, self.policy):
             why = f"the access token expired at {isoformat_z(token.expires_at)}"
             if target.legacy:
@@ -175,12 +223,13 @@ class TokenStore:
             if token is None:
                 raise self._login_required(target, profile, "no token in the SSO cache", None)
             if target.legacy:
-                if not servable(token, self.clock.now(), self.policy):
+                if not self.usable(target, token, self.clock.now()):
                     raise self._login_required(
                         target, profile, "the token ended; a legacy profile cannot refresh", token
                     )
                 return token
-            if not force and not self.refresh_due(target, token):
+            fine = self.usable(target, token, self.clock.now())
+            if not force and fine and not self.refresh_due(target, token):
                 return token  # refreshed by someone else meanwhile
             return self._refresh_locked(target, token, profile)
 
@@ -216,7 +265,8 @@ class TokenStore:
                     and again.refresh_token != token.refresh_token
                 ):
                     log.info("SSO token for %s was refreshed by another program", target.label)
-                    if not self.refresh_due(target, again):
+                    usable = self.usable(target, again, self.clock.now())
+                    if usable and not self.refresh_due(target, again):
                         return again
                     token = again
                     continue
