@@ -82,9 +82,15 @@ class CodeLedger:
             used = self._used.get(device)
         return used is not None and used.code == code and step_of(self._clock) - used.step <= 2
 
-    def record(self, device: str, code: str) -> None:
+    def step(self) -> int:
+        """The current time step."""
+        return step_of(self._clock)
+
+    def record(self, device: str, code: str, step: int | None = None) -> None:
+        """``code`` was spent with ``device`` (sent at ``step``, default now). Only a code AWS
+        could have consumed is recorded (:mod:`credd.sources.mfa_call`)."""
         with self._lock:
-            self._used[device] = _Used(step_of(self._clock), code)
+            self._used[device] = _Used(step_of(self._clock) if step is None else step, code)
 
 
 class CodeSource(Protocol):

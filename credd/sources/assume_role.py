@@ -19,6 +19,7 @@ from credd.secrets import SecretStore
 from credd.sources.aws_errors import translate
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice
+from credd.sources.mfa_call import send_code
 from credd.sources.session_token import from_sts
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,13 @@ class AssumeRoleSource:
                 source = self.codes.for_fetch()
                 with self._ledger.device_lock(device):
                     code = source.code(device, self._ledger)
-                    self._ledger.record(device, code)
-                    reply = sts.assume_role(**params, SerialNumber=device, TokenCode=code)
+                    reply = send_code(
+                        self._ledger,
+                        device,
+                        code,
+                        sts,
+                        lambda: sts.assume_role(**params, SerialNumber=device, TokenCode=code),
+                    )
             else:
                 reply = sts.assume_role(**params)
         except Exception as exc:

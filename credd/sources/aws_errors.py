@@ -11,7 +11,7 @@ from credd.errors import (
     MfaCodeRejected,
 )
 
-_THROTTLED = {
+THROTTLED = {  # error codes of throttling: the request was not processed
     "Throttling",
     "ThrottlingException",
     "RequestLimitExceeded",
@@ -40,7 +40,7 @@ def translate(exc: BaseException, *, profile: str, action: str) -> CreddError:
         code = str(err.get("Code", "Unknown"))
         message = str(err.get("Message", ""))[:300]
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _THROTTLED or status == 429:
+        if code in THROTTLED or status == 429:
             return AwsThrottled(
                 f"{action} for {profile!r} was throttled by AWS ({code})",
                 hint="credd retries with backoff",

@@ -13,6 +13,7 @@ from credd.secrets import SecretStore
 from credd.sources.aws_errors import translate
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice, long_term_keys
+from credd.sources.mfa_call import send_code
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,17 @@ class SessionTokenSource:
         sts = self._clients.client("sts", self.profile.name, keys)
         with self._ledger.device_lock(device):
             code = source.code(device, self._ledger)
-            self._ledger.record(device, code)
             try:
-                reply = sts.get_session_token(
-                    DurationSeconds=self.profile.duration_seconds,
-                    SerialNumber=device,
-                    TokenCode=code,
+                reply = send_code(
+                    self._ledger,
+                    device,
+                    code,
+                    sts,
+                    lambda: sts.get_session_token(
+                        DurationSeconds=self.profile.duration_seconds,
+                        SerialNumber=device,
+                        TokenCode=code,
+                    ),
                 )
             except Exception as exc:
                 raise translate(
