@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -112,6 +113,27 @@ def test_counters_per_action_and_key_and_reset(sandbox_clean: SandboxHandle) -> 
     assert sb.admin.calls_by_key(b.access_key_id) == {"GetSessionToken": 1}
     sb.admin.reset()
     assert sb.admin.calls() == {}
+
+
+def test_a_call_still_running_at_a_reset_is_not_counted_after_it(
+    sandbox_clean: SandboxHandle,
+) -> None:
+    """The cause of a flaky count: a slow call whose client gave up (a timeout in an earlier
+    test) ends after the next test's reset; it belongs to the counts that were cleared."""
+    sb = sandbox_clean
+    user = sb.new_user()
+    sb.admin.set_slow(1.0, count=1, actions=["GetCallerIdentity"])
+    impatient = sb.user_client("sts", user, read_timeout=0.2, connect_timeout=2)
+    with pytest.raises(ReadTimeoutError):
+        impatient.get_caller_identity()
+    sb.admin.reset()
+    deadline = time.monotonic() + 30
+    while sb.admin.call_stats()["in_flight"]:  # until the slow call has ended
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert sb.admin.calls() == {}
+    sb.user_client("sts", user).get_caller_identity()
+    assert sb.admin.calls_by_key(user.access_key_id) == {"GetCallerIdentity": 1}
 
 
 def test_admin_rejects_bad_input(sandbox_clean: SandboxHandle) -> None:

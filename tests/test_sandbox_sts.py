@@ -252,3 +252,55 @@ def test_totp_clock_real_by_default_or_sandbox(sandbox_clean: SandboxHandle) -> 
     assert error(exc)[1] == INVALID_CODE
     sandbox_code = pyotp.TOTP(device.seed).at(sb.admin.now().timestamp())
     sts.get_session_token(SerialNumber=device.serial, TokenCode=sandbox_code)
+
+
+def wait_in_flight(sb: SandboxHandle, count: int) -> None:
+    """Until the sandbox is processing ``count`` AWS calls (a bounded poll of its counters)."""
+    deadline = time.monotonic() + 30
+    while sb.admin.call_stats()["in_flight"] != count:
+        assert time.monotonic() < deadline, sb.admin.call_stats()
+        time.sleep(0.01)
+
+
+def test_credentials_are_judged_when_the_request_starts(sandbox_clean: SandboxHandle) -> None:
+    """A request (an upload) that started with valid credentials is accepted though they expire
+    while its body is streaming, as AWS does; one that starts after the expiry is refused."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    sb = sandbox_clean
+    user = sb.new_user()
+    creds = sb.user_client("sts", user).get_session_token(DurationSeconds=900)["Credentials"]
+    body = b"Action=GetCallerIdentity&Version=2011-06-15"
+    request = AWSRequest(
+        method="POST",
+        url=sb.endpoint + "/",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    keys = Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+    SigV4Auth(keys, "sts", "us-east-1").add_auth(request)
+    parts = urlsplit(sb.endpoint)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/", skip_accept_encoding=True)
+        for name, value in request.headers.items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body[:10])
+        wait_in_flight(sb, 1)  # the sandbox has the request and is reading its body
+        sb.admin.advance(901)  # the credentials expire while the body is on its way
+        conn.send(body[10:])
+        response = conn.getresponse()
+        answer = response.read()
+        assert response.status == 200, answer
+        assert user.arn.encode() in answer
+    finally:
+        conn.close()
+    with pytest.raises(ClientError) as exc:
+        sb.session_client("sts", creds).get_caller_identity()
+    assert error(exc)[0::2] == ("ExpiredToken", 403)

@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
@@ -55,6 +56,14 @@ log = logging.getLogger(__name__)
 ADMIN_PREFIX = "/_sandbox/"
 StartResponse = Callable[..., Any]
 _INVALID_TOKEN = "The security token included in the request is invalid."  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """When a request started: real time (signature skew) and the sandbox clock (expiry)."""
+
+    wall: datetime
+    sandbox: datetime
 
 
 def _status_line(status: int) -> str:
@@ -113,6 +122,23 @@ class Gateway:
     def _aws(
         self, request: Request, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        # Judged when the request starts, as AWS does: an upload that started with valid
+        # credentials is not refused because they expired while its body was streaming.
+        arrived = Arrival(wall=datetime.now(timezone.utc), sandbox=self.state.clock.now())
+        ticket = self.counters.begin()  # after the arrival: in_flight > 0 means it is taken
+        try:
+            return self._aws_call(request, environ, start_response, arrived, ticket)
+        finally:
+            self.counters.end()
+
+    def _aws_call(
+        self,
+        request: Request,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        arrived: Arrival,
+        ticket: int,
+    ) -> Iterable[bytes]:
         request_id = new_request_id()
         raw_uri = str(environ.get("RAW_URI") or request.full_path)
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -130,7 +156,7 @@ class Gateway:
             self._apply_knobs(service, action)
             if presign_fault is not None:
                 raise presign_fault
-            caller = self._authenticate(auth, request.method, raw_uri, headers, body)
+            caller = self._authenticate(auth, request.method, raw_uri, headers, body, arrived)
             if service == "sts" or (service == "iam" and action in IAM_ACTIONS):
                 result = self._answer(service, action, caller, params, request_id)
                 ok = True
@@ -159,7 +185,7 @@ class Gateway:
             start_response(_status_line(fault.status), err_headers)
             return [data]
         finally:
-            self.counters.record(action, auth.access_key_id if auth else None, ok)
+            self.counters.record(action, auth.access_key_id if auth else None, ok, ticket)
 
     @staticmethod
     def _params(
@@ -201,6 +227,7 @@ class Gateway:
         raw_uri: str,
         headers: dict[str, str],
         body: bytes,
+        arrived: Arrival,
     ) -> KeyRecord:
         if auth is None:
             raise AwsFault(
@@ -216,10 +243,10 @@ class Gateway:
                 raw_uri=raw_uri,
                 headers=headers,
             )
-            check_presigned_window(auth, self.state.clock.now())
-            return self._unexpired(record, auth)
+            check_presigned_window(auth, arrived.sandbox)
+            return self._unexpired(record, auth, arrived)
         timestamp = request_timestamp(headers)
-        check_skew(timestamp, datetime.now(timezone.utc))
+        check_skew(timestamp, arrived.wall)
         record = self._key_record(auth, headers.get("x-amz-security-token"))
         check_payload_hash(headers, body)
         verify_signature(
@@ -232,7 +259,7 @@ class Gateway:
             body=body,
             timestamp=timestamp,
         )
-        return self._unexpired(record, auth)
+        return self._unexpired(record, auth, arrived)
 
     def _key_record(self, auth: AuthHeader, token: str | None) -> KeyRecord:
         """The key the caller signed with, and its session token, checked."""
@@ -254,9 +281,9 @@ class Gateway:
             raise AwsFault("InvalidClientTokenId", _INVALID_TOKEN, 403)
         return record
 
-    def _unexpired(self, record: KeyRecord, auth: AuthHeader) -> KeyRecord:
+    def _unexpired(self, record: KeyRecord, auth: AuthHeader, arrived: Arrival) -> KeyRecord:
         self.state.record_use(record, auth.service, auth.region)
-        if record.expiration is not None and self.state.clock.now() >= record.expiration:
+        if record.expiration is not None and arrived.sandbox >= record.expiration:
             raise AwsFault(
                 "ExpiredToken", "The security token included in the request is expired", 403
             )

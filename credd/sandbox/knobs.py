@@ -91,15 +91,34 @@ class _ActionCount:
 
 @dataclass
 class Counters:
-    """Calls per action (with outcome) and per caller key."""
+    """Calls per action (with outcome) and per caller key.
+
+    A call is counted when it ends (its outcome is known then) but belongs to the epoch it
+    arrived in: :meth:`begin` gives it a ticket, and a call that arrived before a
+    :meth:`reset` (a slow call whose client gave up, still running) is not counted after it.
+    ``in_flight`` tells how many calls are being processed."""
 
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _actions: dict[str, _ActionCount] = field(default_factory=lambda: defaultdict(_ActionCount))
     _keys: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     _dropped: int = 0
+    _epoch: int = 0
+    _in_flight: int = 0
 
-    def record(self, action: str, key_id: str | None, ok: bool) -> None:
+    def begin(self) -> int:
+        """A call arrived: its ticket for :meth:`record`; pair with :meth:`end`."""
         with self._lock:
+            self._in_flight += 1
+            return self._epoch
+
+    def end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def record(self, action: str, key_id: str | None, ok: bool, ticket: int | None = None) -> None:
+        with self._lock:
+            if ticket is not None and ticket != self._epoch:
+                return  # arrived before a reset: it belongs to the counts that were cleared
             count = self._actions[action]
             count.total += 1
             if ok:
@@ -115,6 +134,7 @@ class Counters:
 
     def reset(self) -> None:
         with self._lock:
+            self._epoch += 1
             self._actions.clear()
             self._keys.clear()
             self._dropped = 0
@@ -128,4 +148,5 @@ class Counters:
                 },
                 "keys": {key: dict(sorted(c.items())) for key, c in sorted(self._keys.items())},
                 "dropped": self._dropped,
+                "in_flight": self._in_flight,
             }

@@ -85,6 +85,20 @@ class SsoService:
         start_response: StartResponse,
         route: tuple[str, str],
     ) -> Iterable[bytes]:
+        ticket = self.counters.begin()
+        try:
+            return self._call(request, environ, start_response, route, ticket)
+        finally:
+            self.counters.end()
+
+    def _call(
+        self,
+        request: Request,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        route: tuple[str, str],
+        ticket: int,
+    ) -> Iterable[bytes]:
         service, action = route
         request_id = new_request_id()
         body, problem = self._body(request)
@@ -115,9 +129,9 @@ class SsoService:
             log.info("%s %s: %s", service, action, error.code)
             status, headers, data = render_fault(error, service, request_id)
         finally:
-            self.counters.record(names[-1], call.key, ok)
+            self.counters.record(names[-1], call.key, ok, ticket)
             if len(names) > 1:
-                self.counters.record(names[0], None, ok)
+                self.counters.record(names[0], None, ok, ticket)
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}", headers)
         return [data]
 
