@@ -8,13 +8,15 @@ replaces it, and what ``credd login`` prints is the state the daemon reports bac
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from credd.clock import UTC
 from tests.fixtures.daemon import Daemon, DaemonFactory, remember
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, unique_name
 from tests.test_sso_daemon import cache_file, cli_login, setup
 
 pytestmark = pytest.mark.integration
@@ -105,3 +107,63 @@ def test_credd_login_says_when_the_daemon_cannot_use_the_login(daemons: DaemonFa
     assert "has not picked up the new token for dev: it is error" in done.stdout, done.stdout
     assert "Nope" in done.stdout
     assert d.profile("dev")["state"] == "error"
+
+
+@pytest.mark.timeout(120)
+def test_a_login_made_elsewhere_is_picked_up_within_a_minute_without_credd(
+    clean_env: Path, sandbox_clean: SandboxHandle, keyring_env: Any
+) -> None:
+    """After a revocation, ``aws sso login`` (botocore's writer) alone: the token node, parked in
+    ``login_required``, looks at the cache again a minute later (a file read) and wakes the
+    role. In-process manager, the sandbox's clock moved with the manager's."""
+    from credd import awsconfig
+    from credd.awsclients import ClientFactory
+    from credd.manager import Manager
+    from credd.mfa import CodeLedger
+    from credd.refresher import ManualScheduler, RefreshPolicy
+    from credd.sources import build_source
+    from credd.sso import TokenCache, TokenStore
+    from tests.test_roles import SandboxClock
+    from tests.test_sso_daemon import sso_config
+
+    admin = sandbox_clean.admin
+    instance = admin.create_sso_instance(region="us-east-1")
+    user = admin.create_sso_user(unique_name("re"), start_url=instance)
+    admin.assign_sso_role(user, "Reader", start_url=instance)
+    (clean_env / ".aws").mkdir(exist_ok=True)
+    (clean_env / ".aws" / "config").write_text(
+        sso_config(sandbox_clean.endpoint, instance.start_url)
+    )
+    cache_dir = clean_env / ".aws" / "sso" / "cache"
+    clock = SandboxClock(sandbox_clean, datetime.now(UTC).replace(microsecond=0))
+    cli_login(sandbox_clean, instance.start_url, user, cache_dir, timedelta(minutes=50))
+    tokens = TokenStore(TokenCache(cache_dir, clock=clock), clock=clock)
+    clients, ledger, store = ClientFactory(), CodeLedger(clock), keyring_env.store()
+    scheduler = ManualScheduler(clock)
+    manager = Manager(
+        source_factory=lambda node, parent: build_source(
+            node, parent, secrets=store, clients=clients, ledger=ledger, clock=clock, tokens=tokens
+        ),
+        scheduler=scheduler,
+        clock=clock,
+        policy=RefreshPolicy(jitter=0.0),
+        wait_timeout=30,
+    )
+    manager.load(awsconfig.load())
+    manager.start()
+    scheduler.run_for(0)
+    before = manager.credentials("dev")
+    admin.revoke_sso_sessions(user=user)
+    assert manager.refresh("dev").state == "login_required"
+    scheduler.run_for(61)  # nothing in the cache yet: no call to AWS
+    assert manager.profile_status("dev").state == "login_required"
+    calls_before_login = admin.calls("CreateToken:refresh_token")
+    cli_login(sandbox_clean, instance.start_url, user, cache_dir, timedelta(minutes=50))
+    scheduler.run_for(61)
+    status = manager.profile_status("dev")
+    assert status.state == "fresh", status
+    assert manager.credentials("dev").access_key_id != before.access_key_id
+    assert admin.calls("GetRoleCredentials") == 3  # the revoked token was sent once
+    # the refused refresh token was sent once, not again at the minute's look at the cache
+    assert calls_before_login == admin.calls("CreateToken:refresh_token") == 1
+    manager.stop()

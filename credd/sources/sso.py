@@ -25,7 +25,7 @@ from credd.errors import AwsAccessDenied, LoginRequired, UsageError
 from credd.models import Credentials
 from credd.planner import Node
 from credd.sources.aws_errors import translate
-from credd.sources.sso_token import target_of
+from credd.sources.sso_token import RECHECK, target_of
 from credd.sso import TokenStore
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,12 @@ class SsoRoleSource:
                 return self._role_credentials(again)
             except TokenRefused:
                 self._tokens.reject(target_of(self.node), again)
-        raise LoginRequired(
+        exc = LoginRequired(
             f"IAM Identity Center no longer accepts the login of {name!r}",
             hint=f"run: credd login {name}",
         )
+        exc.recheck_after = RECHECK  # type: ignore[attr-defined]  # the cache, not AWS
+        raise exc
 
     def _role_credentials(self, token: str) -> Credentials:
         import botocore.exceptions
