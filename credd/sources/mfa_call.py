@@ -62,12 +62,15 @@ def send_code(ledger: CodeLedger, device: str, code: str, client: Any, call: Cal
     ) -> None:
         consumed.append(may_have_consumed(response, caught_exception))
 
-    client.meta.events.register("needs-retry", judge, unique_id="credd-mfa-code-spent")
+    events = client.meta.events
+    events.register("needs-retry", judge)
     try:
         result = call()
     except BaseException:
         if any(consumed):
             ledger.record(device, code, step)
         raise
+    finally:
+        events.unregister("needs-retry", judge)  # the client may outlive this call
     ledger.record(device, code, step)
     return result
