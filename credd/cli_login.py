@@ -86,7 +86,7 @@ def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
     error = (p.get("error") or {}).get("message")
     waiting = p.get("waiting_for") or f"see: credd status {name}"
     line = f"The daemon has not picked up the new token for {name}: it is {state}"
-    return line + (f": {error}" if error else "") + f" ({waiting}).", False
+    return line + (f": {error}" if error else "") + f"; {waiting}", False
 
 
 def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
