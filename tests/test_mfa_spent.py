@@ -101,9 +101,9 @@ def test_a_code_sent_in_a_call_that_timed_out_waits_for_the_next_step(
     """The sandbox keeps processing a call whose client gave up, as AWS may: the code is used
     there, so sending it again would be refused as a reuse."""
     admin = sandbox_clean.admin
-    clients = ClientFactory(read_timeout=0.3)
+    clients = ClientFactory(read_timeout=2.0)  # ample for the answered calls on a busy machine
     manager, scheduler, clock = totp_manager(clean_env, sandbox_clean, keyring_env.store(), clients)
-    admin.set_slow(1.0, count=2, actions=["GetSessionToken"])
+    admin.set_slow(4.0, count=2, actions=["GetSessionToken"])  # both of botocore's attempts
     manager.start()
     scheduler.run_for(0)
     assert manager.profile_status("user").state == "backoff"
