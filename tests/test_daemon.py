@@ -175,10 +175,13 @@ def test_sts_down_backs_off_and_the_held_session_is_still_served(daemons: Daemon
     held = d.get("flaky")
     daemons.sandbox.admin.set_down(True)
     out = d.run("refresh", "flaky")
-    assert out.returncode == 1
+    assert out.returncode == 1 and "flaky: backoff" in out.stdout, out.stdout  # as it ended
     p = d.profile("flaky")
-    assert p["state"] == "backoff" and p["error"]["code"] == "aws_unreachable"
-    assert p["next_refresh_in_seconds"] is not None and p["next_refresh_in_seconds"] <= 6
+    # On a busy machine the backoff retry (2.5-3.75 s later; it waits for a new MFA step, the
+    # code of the dropped call may have been used) can already be running when we ask again.
+    assert p["state"] in {"backoff", "refreshing"} and p["error"]["code"] == "aws_unreachable"
+    if p["state"] == "backoff":
+        assert p["next_refresh_in_seconds"] is not None and p["next_refresh_in_seconds"] <= 6
     assert d.get("flaky")["AccessKeyId"] == held["AccessKeyId"]
     daemons.sandbox.admin.clear_knobs()
     p = d.wait_state("flaky", "fresh", timeout=STEP + 15)  # the backoff retry, no one asked
