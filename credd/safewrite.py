@@ -167,27 +167,28 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
+def _temp_name(target: Path) -> re.Pattern[str]:
+    """Names of credd's temp files for ``target`` and for its good/saved copies."""
+    name = re.escape(target.name)
+    kinds = rf"(\.\d+|{re.escape(GOOD_SUFFIX)}|{re.escape(SAVED_SUFFIX)})?"  # none: older credd
+    return re.compile(rf"^\.{name}{kinds}\.[a-z0-9_]{{8}}{re.escape(TMP_SUFFIX)}$")
+
+
 def remove_stale_temps(target: Path) -> list[str]:
-    """Remove our leftover temp files for ``target``: the caller holds the lock, so none is live."""
+    """Remove our leftover temp files for ``target`` (a killed writer's). The caller holds the
+    lock, and credd makes temp files only under it, so none of them is in use."""
     removed: list[str] = []
-    prefixes = (
-        f".{target.name}.",
-        f".{target.name}{GOOD_SUFFIX}.",
-        f".{target.name}{SAVED_SUFFIX}.",
-    )
+    pattern = _temp_name(target)
     uid = os.getuid()
     with suppress(FileNotFoundError):
         for entry in os.scandir(target.parent):
-            name = entry.name
-            if not name.endswith(TMP_SUFFIX) or not name.startswith(prefixes):
+            if not pattern.match(entry.name):
                 continue
             with suppress(FileNotFoundError):
-                if (
-                    entry.is_file(follow_symlinks=False)
-                    and entry.stat(follow_symlinks=False).st_uid == uid
-                ):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == uid:
                     os.unlink(entry.path)
-                    removed.append(name)
+                    removed.append(entry.name)
     if removed:
         log.info("removed %d temp file(s) a killed writer left next to %s", len(removed), target)
     return removed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,17 +22,22 @@ from typing import IO
 import botocore.session
 import pytest
 
+from credd import doctor
 from credd.clock import FakeClock, SystemClock
 from credd.safewrite import GOOD_SUFFIX, SAVED_SUFFIX
 from credd.writers import CredentialsFileWriter, SectionWrite
 from tests.fixtures.files import SAMPLE_CREDENTIALS, make_credentials, run_aws_v2
+from tests.test_secrets_headless import credd
 
 USER = SAMPLE_CREDENTIALS["typical"]
 SOAK = os.environ.get("CREDD_SOAK") == "1"
 
 
 def rounds(bounded: int) -> int:
-    return 1000 if SOAK else bounded
+    """``bounded`` in make test; 1,000 under CREDD_SOAK=1 (CREDD_SOAK_ROUNDS overrides)."""
+    if not SOAK:
+        return bounded
+    return int(os.environ.get("CREDD_SOAK_ROUNDS", "1000"))
 
 
 def cred_path() -> Path:
@@ -43,6 +49,10 @@ def seed(text: str) -> Path:
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {c.name: c for c in checks}
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -331,9 +341,69 @@ def test_sigkill_mid_write_leaves_no_temp_file_after_the_next_write() -> None:
     print(f"{left_by_kill} of {rounds(30)} kills left a temp file; none survived the next write")
 
 
+def test_stale_temp_files_of_killed_writers_are_removed_and_others_kept() -> None:
+    path = seed(USER)
+    stale = [".credentials.4242.ab12cd34.credd-tmp", ".credentials.k3j2abcd.credd-tmp"]
+    stale.append(".credentials.credd-good.zz99yy88.credd-tmp")
+    other = [
+        ".credentials.json.abcdefgh.credd-tmp",
+        "notes.credd-tmp",
+        ".config.1.abcdefgh.credd-tmp",
+    ]
+    for name in stale + other:
+        (path.parent / name).write_text("[s]\naws_secret_access_key = leftover\n")
+    CredentialsFileWriter().write([SectionWrite("s", "p", make_credentials(1))])
+    assert leftovers(path.parent) == sorted(other)
+
+
 def test_botocore_reads_the_file_after_races() -> None:
     path = seed(USER)
     CredentialsFileWriter().write([SectionWrite("s", "p", make_credentials(3))])
     creds = botocore.session.Session(profile="s").get_credentials()
     assert creds.access_key == make_credentials(3).access_key_id
     assert path.read_text().startswith(USER)
+
+
+# --- the last-known-good copy and credd doctor ----------------------------------------------
+
+
+def doctor_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return credd(dict(os.environ), "doctor", *args)
+
+
+def test_doctor_finds_a_wiped_file_and_restores_it_from_the_copy() -> None:
+    path = seed(USER)
+    writer = CredentialsFileWriter()
+    writer.write([SectionWrite("s", "p", make_credentials(1))])
+    assert by_name(doctor.check_backups(None))["credentials-file"].status == "ok"
+    path.write_text("")  # wiped by a writer that truncated and died, then credd wrote anyway
+    CredentialsFileWriter(clock=FakeClock()).write([SectionWrite("s", "p", make_credentials(2))])
+    check = by_name(doctor.check_backups(None))["credentials-file"]
+    assert check.status == "fail"
+    assert "lost [default], [work]" in check.message
+    assert "credd doctor --restore-files" in (check.fix or "")
+    assert "AKIAUSER" not in check.message + (check.fix or "")
+
+    done = doctor_cli("--restore-files")
+    assert done.returncode == 0, done.stderr
+    assert "restored [default], [work]" in done.stdout
+    final = profiles(path)
+    assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
+    assert final["work"]["region"] == "eu-west-1"
+    assert final["s"]["aws_access_key_id"] == make_credentials(2).access_key_id
+    assert not path.with_name(path.name + SAVED_SUFFIX).exists()
+    assert by_name(doctor.check_backups(None))["credentials-file"].status == "ok"
+    assert leftovers(path.parent) == []
+
+
+def test_doctor_accepts_sections_removed_on_purpose() -> None:
+    path = seed(USER)
+    CredentialsFileWriter().write([SectionWrite("s", "p", make_credentials(1))])
+    path.write_text(path.read_text().replace("[work]", "[renamed-work]"))  # an editor's save
+    assert by_name(doctor.check_backups(None))["credentials-file"].status == "fail"
+    done = doctor_cli("--accept-files")
+    assert done.returncode == 0, done.stderr
+    assert by_name(doctor.check_backups(None))["credentials-file"].status == "ok"
+    assert "[renamed-work]" in path.read_text() and "[work]" not in path.read_text()
+    good = path.with_name(path.name + GOOD_SUFFIX)
+    assert (good.stat().st_mode & 0o777) == 0o600
