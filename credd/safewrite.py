@@ -299,6 +299,8 @@ class Committer:
         try:
             for attempt in range(1, self.attempts + 1):
                 new = transform(base.data)
+                if new is None and base is not at_path:
+                    new = base.data  # merging a late write that already has our change: put it back
                 if new is None:
                     return False
                 try:

@@ -152,6 +152,29 @@ def test_writer_that_truncates_between_check_and_rename_is_merged() -> None:
     assert leftovers(path.parent) == []
 
 
+def test_late_write_that_already_made_credds_change_is_put_back() -> None:
+    """Same window, during a removal, and the other writer removed the section itself."""
+    path = seed(USER)
+    writer = CredentialsFileWriter()
+    writer.write([SectionWrite("s", "p", make_credentials(1))])
+    theirs = set_marker(USER, "late")  # their file: without [s], with their change
+    opened: list[IO[str]] = []
+
+    def truncate_now(target: Path) -> None:
+        if not opened:
+            opened.append(open(target, "w"))  # noqa: SIM115 - truncated, write pending
+
+    def writer_finishes() -> None:
+        opened[0].write(theirs)
+        opened[0].close()
+
+    writer.clock = ReleasingClock(writer_finishes)
+    writer.before_replace = truncate_now
+    writer.remove(["s"])  # names what credd removed last: none, they had done it
+    assert opened[0].closed
+    assert path.read_text() == theirs
+
+
 def test_file_emptied_on_purpose_is_written_after_a_bounded_wait_and_saved() -> None:
     path = seed(USER)
     CredentialsFileWriter().write([SectionWrite("s", "p", make_credentials(1))])
