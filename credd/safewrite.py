@@ -10,9 +10,10 @@ it (``open(path, "w")``). :func:`commit` makes credd's rename-based write safe a
    to change, bounded by ``settle`` seconds on the injected clock, and re-reads;
 3. it writes and fsyncs the temp file *first*, then checks that the path still holds the inode it
    read, unchanged (device, inode, size, mtime_ns and every byte), then renames;
-4. after the rename it looks at the replaced inode again: if a writer opened it in the
-   microseconds between the check and the rename, its bytes went there; credd waits for that
-   write to finish (bounded), takes its content as the new base and commits again over its own;
+4. after the rename it looks at the replaced inode again, at once and :data:`LINGER` later: if
+   a writer opened it in the microseconds between the check and the rename, its bytes went
+   there; credd waits for that write to finish (bounded), takes its content as the new base and
+   commits again over its own;
 5. a new file is created with ``link`` (never clobbers a file that appeared meanwhile);
 6. stale temp files of killed writers are removed at the next write (under the lock, so none is
    in use), and the last-known-good copy ``<file>.credd-good`` (0600) is refreshed; when credd
@@ -44,6 +45,8 @@ GOOD_SUFFIX = ".credd-good"
 SAVED_SUFFIX = ".credd-saved"
 #: How long a file that looks like a write in progress may stay so before credd accepts it.
 SETTLE_SECONDS = 1.0
+#: How long after its rename credd looks again at the inode it replaced.
+LINGER = 0.01
 _POLL = 0.002
 _SECTION = re.compile(rb"(?m)^[ \t]*\[([^\]\r\n]*)\]")
 
@@ -314,7 +317,7 @@ class Committer:
                     wiped = looks_interrupted(base, good)
                     continue
                 keep.append(ours)
-                if unchanged(at_path):
+                if unchanged(at_path) and self._still_quiet(at_path):
                     self._after(new, good, wiped)
                     return True
                 # A writer opened the inode we replaced between our check and our rename.
@@ -325,6 +328,15 @@ class Committer:
         finally:
             for seen in keep:
                 seen.close()
+
+    def _still_quiet(self, replaced: Seen) -> bool:
+        """A writer that opened the replaced inode just before the rename without truncating
+        it (``open(path, "a")``, the AWS CLI adding a section) leaves no trace until it writes:
+        look once more after :data:`LINGER` seconds."""
+        if replaced.fd is None:
+            return True
+        self.settle.clock.sleep(LINGER)
+        return unchanged(replaced)
 
     def _read_settled(self, seen: Seen, good: bytes | None) -> Seen:
         """A file that looks like a truncate-then-write in progress: wait (bounded) for it."""

@@ -30,14 +30,14 @@ from tests.fixtures.files import SAMPLE_CREDENTIALS, make_credentials, run_aws_v
 from tests.test_secrets_headless import credd
 
 USER = SAMPLE_CREDENTIALS["typical"]
+# read at import: the autouse clean_env fixture removes CREDD_* variables before each test
 SOAK = os.environ.get("CREDD_SOAK") == "1"
+SOAK_ROUNDS = int(os.environ.get("CREDD_SOAK_ROUNDS", "1000"))
 
 
 def rounds(bounded: int) -> int:
     """``bounded`` in make test; 1,000 under CREDD_SOAK=1 (CREDD_SOAK_ROUNDS overrides)."""
-    if not SOAK:
-        return bounded
-    return int(os.environ.get("CREDD_SOAK_ROUNDS", "1000"))
+    return SOAK_ROUNDS if SOAK else bounded
 
 
 def cred_path() -> Path:
@@ -152,6 +152,32 @@ def test_writer_that_truncates_between_check_and_rename_is_merged() -> None:
     assert leftovers(path.parent) == []
 
 
+def test_writer_that_opens_for_append_just_before_the_rename_is_merged() -> None:
+    """``aws configure set`` for a new profile appends (``open(path, "a")``): opening leaves no
+    trace on the inode, only the write does, and it comes after credd's rename."""
+    path = seed(USER)
+    writer = CredentialsFileWriter()
+    writer.write([SectionWrite("s", "p", make_credentials(1))])
+    opened: list[IO[str]] = []
+
+    def open_for_append(target: Path) -> None:
+        if not opened:
+            opened.append(open(target, "a"))  # noqa: SIM115 - write pending
+
+    def writer_appends() -> None:
+        opened[0].write("[added-late]\naws_access_key_id = AKIALATE000000000001\n")
+        opened[0].close()
+
+    writer.clock = ReleasingClock(writer_appends)
+    writer.before_replace = open_for_append
+    writer.write([SectionWrite("s", "p", make_credentials(2))])
+    assert opened and opened[0].closed
+    final = profiles(path)
+    assert final["added-late"]["aws_access_key_id"] == "AKIALATE000000000001"
+    assert final["s"]["aws_access_key_id"] == make_credentials(2).access_key_id
+    assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
+
+
 def test_late_write_that_already_made_credds_change_is_put_back() -> None:
     """Same window, during a removal, and the other writer removed the section itself."""
     path = seed(USER)
@@ -211,7 +237,13 @@ class Tally:
     notes: list[str] = field(default_factory=list)
 
     def check(
-        self, path: Path, marker: str, key_id: str, foreign_saw_ours: bool, key: str = "race_marker"
+        self,
+        path: Path,
+        marker: str,
+        key_id: str,
+        foreign_saw_ours: bool,
+        key: str = "race_marker",
+        section: str = "default",
     ) -> bool:
         """Count this race's losses; whether it lost nothing."""
         self.races += 1
@@ -224,7 +256,7 @@ class Tally:
         default = final.get("default", {})
         bad = [
             default.get("aws_access_key_id") != "AKIAUSERDEFAULT00001" or "work" not in final,
-            default.get(key) != marker,
+            final.get(section, {}).get(key) != marker,
             # the other writer read credd's update, so it must still be there
             final.get("s", {}).get("aws_access_key_id") != key_id and foreign_saw_ours,
         ]
@@ -240,13 +272,19 @@ class Tally:
         )
 
 
-def cli_shaped_write(path: Path, marker: str, key_id: str) -> bool:
-    """awscli's ConfigFileWriter: read, edit, ``open(path, "w")``, write. Whether it saw
-    credd's new key."""
+def cli_shaped_write(path: Path, marker: str, key_id: str, section: str) -> bool:
+    """awscli's ConfigFileWriter: read, then for a section that exists ``open(path, "w")`` and
+    write the whole edited file, else ``open(path, "a")`` and write the new section. Whether it
+    saw credd's new key."""
     with open(path) as fh:
         text = fh.read()
-    with open(path, "w") as fh:
-        fh.write(set_marker(text, marker))
+    if section == "default":
+        with open(path, "w") as fh:
+            fh.write(set_marker(text, marker))
+    else:
+        with open(path, "a") as fh:
+            fh.write(f"[{section}]\n")
+            fh.write(f"race_marker = {marker}\n")
     return key_id in text
 
 
@@ -258,21 +296,26 @@ def test_tight_races_with_cli_shaped_writer_lose_nothing() -> None:
     tally = Tally()
     for i in range(1, rounds(60) + 1):
         key_id = make_credentials(i).access_key_id
+        section = "default" if i % 2 else f"new-{i}"  # rewrite / append, in turn
         gate = threading.Barrier(2)
         saw: list[bool] = []
 
         def foreign(
-            i: int = i, key_id: str = key_id, gate: threading.Barrier = gate, saw: list[bool] = saw
+            i: int = i,
+            key_id: str = key_id,
+            gate: threading.Barrier = gate,
+            saw: list[bool] = saw,
+            section: str = section,
         ) -> None:
             gate.wait()
-            saw.append(cli_shaped_write(path, f"m{i}", key_id))
+            saw.append(cli_shaped_write(path, f"m{i}", key_id, section))
 
         thread = threading.Thread(target=foreign)
         thread.start()
         gate.wait()
         writer.write([SectionWrite("s", "p", make_credentials(i))])
         thread.join()
-        if not tally.check(path, f"m{i}", key_id, saw[0]):  # next race from a whole file
+        if not tally.check(path, f"m{i}", key_id, saw[0], section=section):  # start whole again
             path.write_text(USER)
             writer.write([SectionWrite("s", "p", make_credentials(i))])
     print(f"cli-shaped writer: {tally}")
