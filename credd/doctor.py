@@ -19,13 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from credd import awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import CreddError, SecretMissing
-from credd.inifile import Errors
 from credd.secrets import SecretStore
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -65,23 +63,12 @@ def check_files(
     return checks, config
 
 
-def _aws_files(environ: Mapping[str, str] | None) -> list[tuple[str, Path, Errors]]:
-    from credd.config_edit import config_file_path
-    from credd.inifile import CONFIG_ERRORS, CREDENTIALS_ERRORS
-    from credd.writers import credentials_file_path
-
-    return [
-        ("credentials-file", credentials_file_path(environ), CREDENTIALS_ERRORS),
-        ("config-file", config_file_path(environ), CONFIG_ERRORS),
-    ]
-
-
 def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
     """Each AWS file against credd's last-known-good copy: did it lose sections (a wipe)?"""
     from credd import filerestore
 
     checks = []
-    for name, path, errors in _aws_files(environ):
+    for name, path, errors in filerestore.aws_files(environ):
         try:
             finding = filerestore.inspect(path, errors)
         except CreddError as exc:
@@ -96,27 +83,6 @@ def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
         else:
             checks.append(Check(name, OK, line))
     return checks
-
-
-def restore_files(environ: Mapping[str, str] | None, out: TextIO, *, accept: bool) -> int:
-    """``--restore-files`` / ``--accept-files``: act on what :func:`check_backups` finds."""
-    from credd import filerestore
-
-    status = 0
-    for _, path, errors in _aws_files(environ):
-        try:
-            if accept:
-                filerestore.accept(path, errors)
-                out.write(f"credd's copy of {path} now matches the file\n")
-                continue
-            added = filerestore.restore(path, errors)
-        except CreddError as exc:
-            out.write(f"{path}: {exc.message}\n")
-            status = 1
-            continue
-        names = ", ".join(f"[{n}]" for n in added)
-        out.write(f"restored {names} to {path}\n" if added else f"{path}: nothing to restore\n")
-    return status
 
 
 def check_store(store: SecretStore) -> Check:
@@ -380,7 +346,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from credd.paths import socket_path
 
     if args.restore_files or args.accept_files:
-        return restore_files(None, sys.stdout, accept=args.accept_files)
+        from credd.filerestore import restore_files
+
+        return restore_files(None, sys.stdout, accepting=args.accept_files)
     checks = run_checks(socket=str(socket_path(override=getattr(args, "socket", None))))
     if args.json:
         json.dump(report(checks), sys.stdout, indent=2)

@@ -13,14 +13,19 @@ declares the file as it is now good (you removed them on purpose). Sections cred
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from configupdater import Section
 
 from credd.clock import SystemClock
+from credd.errors import CreddError
 from credd.inifile import (
+    CONFIG_ERRORS,
+    CREDENTIALS_ERRORS,
     Errors,
     append_block,
     detect_eol,
@@ -138,3 +143,33 @@ def describe(finding: Finding, what: str) -> tuple[bool, str]:
     return True, (
         f"the {what} {finding.path} lost {names} since credd last saw it (copy: {finding.backup})"
     )
+
+
+def aws_files(environ: Mapping[str, str] | None) -> list[tuple[str, Path, Errors]]:
+    """(doctor check name, path, errors) of the credentials file and the config file."""
+    from credd.config_edit import config_file_path
+    from credd.writers import credentials_file_path
+
+    return [
+        ("credentials-file", credentials_file_path(environ), CREDENTIALS_ERRORS),
+        ("config-file", config_file_path(environ), CONFIG_ERRORS),
+    ]
+
+
+def restore_files(environ: Mapping[str, str] | None, out: TextIO, *, accepting: bool) -> int:
+    """``credd doctor --restore-files`` / ``--accept-files`` on both files; the exit status."""
+    status = 0
+    for _, path, errors in aws_files(environ):
+        try:
+            if accepting:
+                accept(path, errors)
+                out.write(f"credd's copy of {path} now matches the file\n")
+                continue
+            added = restore(path, errors)
+        except CreddError as exc:
+            out.write(f"{path}: {exc.message}\n")
+            status = 1
+            continue
+        names = ", ".join(f"[{n}]" for n in added)
+        out.write(f"restored {names} to {path}\n" if added else f"{path}: nothing to restore\n")
+    return status
