@@ -353,7 +353,7 @@ def test_races_with_real_aws_configure_set_lose_nothing() -> None:
     thread.start()
     tally = Tally()
     try:
-        for i in range(1, rounds(6) + 1):
+        for i in range(1, rounds(4) + 1):
             # the CLI writes aws_session_token to the credentials file (other keys go to config)
             proc = run_aws_v2(
                 "configure", "set", "aws_session_token", f"m{i}", "--profile", "default"
