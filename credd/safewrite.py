@@ -322,7 +322,11 @@ class Committer:
                     return True
                 # A writer opened the inode we replaced between our check and our rename.
                 log.warning("%s was written during credd's rename; merging that write", self.target)
-                base = Seen(None, None, self.settle.inode(at_path), at_path.mode)
+                late = self.settle.inode(at_path)
+                if not late:  # truncated and still not written after the bound: keep ours, whole
+                    self._after(new, good, wiped)
+                    return True
+                base = Seen(None, None, late, at_path.mode)
                 at_path = ours
             raise self.error(f"kept changing while credd was writing it ({self.attempts} attempts)")
         finally:

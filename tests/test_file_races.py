@@ -178,6 +178,29 @@ def test_writer_that_opens_for_append_just_before_the_rename_is_merged() -> None
     assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
 
 
+def test_writer_that_truncates_in_the_window_and_stalls_never_wipes_the_file() -> None:
+    """It truncates just before the rename and does not write within the bound: credd keeps
+    its own whole file (the stalled writer loses only its own late write)."""
+    path = seed(USER)
+    writer = CredentialsFileWriter(clock=FakeClock())
+    writer.write([SectionWrite("s", "p", make_credentials(1))])
+    opened: list[IO[str]] = []
+
+    def truncate_now(target: Path) -> None:
+        if not opened:
+            opened.append(open(target, "w"))  # noqa: SIM115 - and then nothing, for too long
+
+    writer.before_replace = truncate_now
+    try:
+        writer.write([SectionWrite("s", "p", make_credentials(2))])
+    finally:
+        opened[0].close()
+    final = profiles(path)
+    assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
+    assert final["work"]["region"] == "eu-west-1"
+    assert final["s"]["aws_access_key_id"] == make_credentials(2).access_key_id
+
+
 def test_late_write_that_already_made_credds_change_is_put_back() -> None:
     """Same window, during a removal, and the other writer removed the section itself."""
     path = seed(USER)
