@@ -1,10 +1,11 @@
 """``credd doctor [--json]``: check the environment end to end; one line per finding.
 
-Checks, in order: the AWS files parse; each managed profile has a plan and the secrets that plan
-needs; the secret store is reachable and unlocked; the daemon answers on its socket and its
-container endpoint answers HTTP; the systemd user unit's state; the clock against STS (the
-``Date`` header of an unsigned GetCallerIdentity, sent where the profile's endpoint settings
-say). Exit 0 only when no check fails. The JSON schema is in docs/doctor.md.
+Checks, in order: the AWS files parse; they have not lost sections since credd's last-known-good
+copy (``--restore-files`` / ``--accept-files`` act on that); each managed profile has a plan and
+the secrets that plan needs; the secret store is reachable and unlocked; the daemon answers on
+its socket and its container endpoint answers HTTP; the systemd user unit's state; the clock
+against STS (the ``Date`` header of an unsigned GetCallerIdentity, sent where the profile's
+endpoint settings say). Exit 0 only when no check fails. The JSON schema is in docs/doctor.md.
 """
 
 from __future__ import annotations
@@ -60,6 +61,28 @@ def check_files(
             "opt a profile in: credd enable PROFILE (docs/configuration.md)",
         )
     return checks, config
+
+
+def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
+    """Each AWS file against credd's last-known-good copy: did it lose sections (a wipe)?"""
+    from credd import filerestore
+
+    checks = []
+    for name, path, errors in filerestore.aws_files(environ):
+        try:
+            finding = filerestore.inspect(path, errors)
+        except CreddError as exc:
+            checks.append(Check(name, WARN, f"cannot compare with credd's copy: {exc.message}"))
+            continue
+        lost, line = filerestore.describe(finding, errors.what)
+        if finding.backup is None:
+            checks.append(Check(name, SKIP, line))
+        elif lost:
+            fix = "credd doctor --restore-files; if you removed them on purpose: credd doctor "
+            checks.append(Check(name, FAIL, line, fix + "--accept-files"))
+        else:
+            checks.append(Check(name, OK, line))
+    return checks
 
 
 def check_store(store: SecretStore) -> Check:
@@ -284,6 +307,7 @@ def run_checks(
 ) -> list[Check]:
     clock = clock or SystemClock()
     checks, config = check_files(environ)
+    checks += check_backups(environ)
     store = store or SecretStore(allow_prompt=False, passphrase_prompt=sys.stdin.isatty())
     store_check = check_store(store)
     if config is not None:
@@ -321,6 +345,10 @@ def report(checks: list[Check]) -> dict[str, Any]:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from credd.paths import socket_path
 
+    if args.restore_files or args.accept_files:
+        from credd.filerestore import restore_files
+
+        return restore_files(None, sys.stdout, accepting=args.accept_files)
     checks = run_checks(socket=str(socket_path(override=getattr(args, "socket", None))))
     if args.json:
         json.dump(report(checks), sys.stdout, indent=2)
@@ -339,6 +367,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "STS. One line per check; exit 0 only when none fails. See docs/doctor.md.",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the report as JSON (see docs)")
+    fix = p.add_mutually_exclusive_group()
+    fix.add_argument(
+        "--restore-files", action="store_true",
+        help="add back the sections the AWS files lost since credd's last-known-good copy",
+    )  # fmt: skip
+    fix.add_argument(
+        "--accept-files", action="store_true",
+        help="the AWS files are as you want them: make them credd's last-known-good copy",
+    )  # fmt: skip
     p.add_argument(
         "--socket", metavar="PATH",
         help="the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)",

@@ -2,10 +2,11 @@
 
 - an exclusive ``flock`` on a sidecar ``<file>.credd-lock`` next to the real file (a rename of
   the file does not defeat it), with a bounded wait on an injected clock;
-- a snapshot read (bytes + inode/size/mtime_ns) and, before committing, a check that nobody who
-  does not lock (the AWS CLI, an editor) changed the file meanwhile; if they did, start over;
-- temp file in the same directory, fsync, ``os.replace``, fsync of the directory; a symlinked
-  file is written through to its target; nothing is left behind on error;
+- the commit protocol of :mod:`credd.safewrite` against writers that do not lock (the AWS CLI,
+  editors): temp file written and fsynced first, identity re-checked right before the rename and
+  the replaced inode checked right after it, a bounded wait when the file looks like a
+  truncate-then-write in progress, a last-known-good copy, stale temp files removed; a
+  symlinked file is written through to its target;
 - parsing with configupdater and rebuilding text from its blocks, so bytes credd does not change
   are kept exactly. Parse errors name the line number only: a line may hold a secret.
 """
@@ -13,15 +14,13 @@
 from __future__ import annotations
 
 import configparser
-import errno
 import fcntl
 import logging
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,11 +30,12 @@ from configupdater.block import Block
 
 from credd.clock import Clock
 from credd.errors import ConfigError, CreddError, CredentialsFileError
+from credd.safewrite import SETTLE_SECONDS, Committer, Settle
+from credd.safewrite import atomic_write as atomic_write  # used by credd.sso.cache
 
 log = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".credd-lock"
-TMP_SUFFIX = ".credd-tmp"
 
 
 @dataclass(frozen=True)
@@ -116,15 +116,19 @@ def read_snapshot(path: Path, errors: Errors) -> Snapshot:
             f"cannot read the {errors.what} {path}: {exc.strerror}",
             hint="check the file's owner and permissions",
         ) from exc
+    text = decode(data, path, errors)
+    ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return Snapshot(True, data, text, ident, stat.S_IMODE(st.st_mode))
+
+
+def decode(data: bytes, path: Path, errors: Errors) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise errors.cls(
             f"the {errors.what} {path} is not UTF-8 text (byte {exc.start}); left untouched",
             hint="fix or re-save the file as UTF-8",
         ) from None
-    ident = (st.st_ino, st.st_size, st.st_mtime_ns)
-    return Snapshot(True, data, text, ident, stat.S_IMODE(st.st_mode))
 
 
 def _error_line(exc: Exception) -> str:
@@ -185,40 +189,16 @@ def detect_eol(text: str) -> str:
 
 
 def append_block(text: str, block: str, eol: str) -> str:
-    """``block`` appended after one blank line (none in an empty file)."""
-    if not text:
-        return block
-    if not text.endswith("\n"):
-        text += eol
-    return text + eol + block
+    """``block`` appended after one blank line (none in an empty file). A file without a final
+    newline only gets its last line ended, no blank line: removing the block then gives back
+    exactly the bytes it had (see :func:`drop_appended_eol`)."""
+    return text + eol + block if text else block
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems refuse fsync on directories
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in ``path``'s directory, fsync, rename over ``path``, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+def drop_appended_eol(out: str, eol: str) -> str:
+    """After removing the last section: undo the line end :func:`append_block` added before it
+    (the blank line, or the end of a last line that had none)."""
+    return out[: -len(eol)] if out.endswith(eol) else out
 
 
 @contextmanager
@@ -268,40 +248,47 @@ def locked_update(
     clock: Clock,
     errors: Errors,
     before_commit: Callable[[Path], None] | None = None,
+    before_replace: Callable[[Path], None] | None = None,
     attempts: int = 5,
+    settle: float = SETTLE_SECONDS,
 ) -> bool:
     """Apply ``transform`` (old text -> new text, or ``None`` for no change) under the lock.
 
     Returns whether the file was written. New files are 0600; an existing file keeps its mode
-    when ``keep_mode``, else becomes 0600. Raises ``errors.cls`` when the file kept changing
+    when ``keep_mode``, else becomes 0600. The commit protocol against writers that do not lock
+    is :class:`credd.safewrite.Committer`. Raises ``errors.cls`` when the file kept changing
     under us ``attempts`` times.
     """
     target = real_target(path)
     if not target.parent.is_dir():
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with exclusive_lock(target, timeout=lock_timeout, clock=clock, errors=errors):
-        for attempt in range(1, attempts + 1):
-            snap = read_snapshot(target, errors)
-            new = transform(snap.text)
-            if new is None:
-                return False
-            if before_commit is not None:
-                before_commit(target)
-            now = read_snapshot(target, errors)
-            if now.ident != snap.ident or now.data != snap.data:
-                log.info("%s changed while credd was editing it; retry %d", target, attempt)
-                continue
-            mode = snap.mode if (keep_mode and snap.mode is not None) else 0o600
-            try:
-                atomic_write(target, new.encode("utf-8"), mode)
-            except OSError as exc:
-                raise errors.cls(
-                    f"cannot write the {errors.what} {target}: {exc.strerror}",
-                    hint=f"check free space and that you may write in {target.parent}",
-                ) from exc
-            return True
-    raise errors.cls(
-        f"the {errors.what} {target} kept changing while credd was writing it "
-        f"({attempts} attempts); nothing was written",
-        hint="another program is rewriting it in a loop; stop it and try again",
+
+    def on_bytes(data: bytes) -> bytes | None:
+        new = transform(decode(data, target, errors))
+        return None if new is None else new.encode("utf-8")
+
+    def too_busy(message: str) -> CreddError:
+        return errors.cls(
+            f"the {errors.what} {target} {message}; nothing was written",
+            hint="another program is rewriting it in a loop; stop it and try again",
+        )
+
+    committer = Committer(
+        target,
+        mode_for=lambda mode: mode if (keep_mode and mode is not None) else 0o600,
+        settle=Settle(clock, settle),
+        error=too_busy,
+        before_commit=before_commit,
+        before_replace=before_replace,
+        attempts=attempts,
     )
+    with exclusive_lock(target, timeout=lock_timeout, clock=clock, errors=errors):
+        try:
+            return committer.run(on_bytes)
+        except IsADirectoryError:
+            raise errors.cls(f"{target} is not a regular file", hint="point it at a file") from None
+        except OSError as exc:
+            raise errors.cls(
+                f"cannot write the {errors.what} {target}: {exc.strerror}",
+                hint=f"check free space and that you may write in {target.parent}",
+            ) from exc

@@ -36,6 +36,7 @@ from credd.inifile import (
     check_name,
     check_value,
     detect_eol,
+    drop_appended_eol,
     expand_path,
     header_text,
     is_space,
@@ -138,8 +139,9 @@ def _body(w: SectionWrite, eol: str) -> str:
 class CredentialsFileWriter:
     """Writes and removes credd's sections in the shared credentials file.
 
-    ``before_commit`` is a seam for tests: when set, it is called with the real file path after
-    the new content is ready and before the check that the file is unchanged.
+    ``before_commit`` and ``before_replace`` are seams for tests: when set, they are called with
+    the real file path after the temp file is written and fsynced, respectively before the check
+    that the file is unchanged and between that check and the rename.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class CredentialsFileWriter:
         self.lock_timeout = lock_timeout
         self.clock: Clock = clock or SystemClock()
         self.before_commit: Callable[[Path], None] | None = None
+        self.before_replace: Callable[[Path], None] | None = None
 
     def _update(self, transform: Callable[[str], str | None]) -> bool:
         return locked_update(
@@ -163,6 +166,7 @@ class CredentialsFileWriter:
             clock=self.clock,
             errors=CREDENTIALS_ERRORS,
             before_commit=self.before_commit,
+            before_replace=self.before_replace,
             attempts=MAX_ATTEMPTS,
         )
 
@@ -255,8 +259,8 @@ class CredentialsFileWriter:
                     pieces.append(reassemble(block))
                     tail_removed = False
             out = "".join(pieces)
-            if tail_removed and out.endswith(eol + eol):
-                out = out[: -len(eol)]  # the blank line credd put before an appended section
+            if tail_removed:
+                out = drop_appended_eol(out, eol)
             return out if removed else None
 
         self._update(transform)

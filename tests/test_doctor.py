@@ -65,9 +65,13 @@ def test_all_pass_against_a_working_daemon(daemons: DaemonFactory) -> None:
     check_schema(report)
     checks = by_name(report)
     assert report["ok"] is True
-    names = ["aws-files", "profile:work", "secret-store", "key-age:work", "daemon", "endpoint"]
+    names = ["aws-files", "credentials-file", "config-file", "profile:work", "secret-store"]
+    names += ["key-age:work", "daemon", "endpoint"]
     assert list(checks) == [*names, "systemd", "clock"]
-    for name in (*names, "clock"):
+    assert checks["credentials-file"]["status"] in ("ok", "skip")
+    assert checks["config-file"]["status"] in ("ok", "skip")
+    ok = ["aws-files", "profile:work", "secret-store", "key-age:work", "daemon", "endpoint"]
+    for name in (*ok, "clock"):
         assert checks[name]["status"] == "ok", checks[name]
     assert "answers (HTTP" in checks["endpoint"]["message"]
     assert checks["systemd"]["status"] in ("skip", "ok", "warn")

@@ -200,7 +200,7 @@ def test_crlf_file_gets_crlf_lines() -> None:
 def test_file_without_final_newline_is_extended_not_changed() -> None:
     path = seed("[default]\nregion = eu-west-1")
     CredentialsFileWriter().write([SectionWrite("s", "p", make_credentials())])
-    assert path.read_text().startswith("[default]\nregion = eu-west-1\n\n[s]\n")
+    assert path.read_text().startswith("[default]\nregion = eu-west-1\n[s]\n")
 
 
 # --- what is refused ---------------------------------------------------------------------
