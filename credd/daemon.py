@@ -31,6 +31,7 @@ from credd.awsclients import ClientFactory
 from credd.clock import Clock, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import CreddError, SecretStoreError
+from credd.imds import ImdsEndpoints
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials, ProfileStatus
@@ -136,7 +137,11 @@ class Daemon:
             # sessions survive restarts: saved in the secret store, restored at start
             persist=Persist(self.secrets, clock=self.clock, environ=self.environ),
         )
-        self.server = UnixServer(socket, Api(self.manager, self.clock), listen_fd=listen_fd)
+        # IMDS endpoints (docs/imds.md): from credd_imds in the config, or asked for on the socket
+        self.imds = ImdsEndpoints(self.manager, self.clock, info=self.manager.info_extra)
+        self.server = UnixServer(
+            socket, Api(self.manager, self.clock, imds=self.imds), listen_fd=listen_fd
+        )
         self.notifier = notifier or Notifier(self.environ)
         self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
         self.watchdog_every = watchdog_interval(self.environ)
@@ -174,6 +179,7 @@ class Daemon:
             return
         self.clients.forget()
         self.manager.load(config)
+        self.imds.configure(config)
         log.info("config reloaded: %d managed profiles", len(config.managed) + len(config.broken))
 
     def start(self) -> None:
@@ -186,6 +192,7 @@ class Daemon:
         self.manager.load(config)
         self.server.start()
         self.start_endpoint()
+        self.imds.configure(config)
         self.scheduler.start()
         self.manager.start()
         log.info(
@@ -257,6 +264,7 @@ class Daemon:
                     self._status_sent = summary(self.manager.status())
                     self.notifier.ready(self._status_sent)
                 self.update_status()
+                self.imds.reap()
                 if self.watchdog_every is not None and time.monotonic() >= next_ping:
                     if self.check_health():
                         self.notifier.watchdog()
@@ -305,6 +313,7 @@ class Daemon:
         self.notifier.stopping()
         if self.endpoint is not None:
             self.endpoint.stop()
+        self.imds.stop_all()
         self.server.stop()
         self.manager.stop()
         self.scheduler.shutdown()

@@ -52,6 +52,20 @@ UNSET = (
     "AWS_CREDENTIAL_FILE",
     "BOTO_CONFIG",
 )
+#: the container provider's variables: they beat IMDS in every SDK
+CONTAINER_VARS = (
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+#: set for IMDS, meaningless (or misleading) for the container route
+IMDS_ONLY = (
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "CPL_AWS_EC2_API_ROOT_URL",
+    "AWS_METADATA_ENDPOINT",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",  # the token is in AWS_CONTAINER_AUTHORIZATION_TOKEN
+)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 #: keys that make botocore's [default] profile produce credentials on its own
 CREDENTIAL_KEYS = (
     "aws_access_key_id",
@@ -168,24 +182,66 @@ def endpoint_of(status: Mapping[str, Any]) -> tuple[str, str]:
     return str(endpoint["url"]), str(endpoint["token_file"])
 
 
+def _not_managed(profile: str, status: Mapping[str, Any]) -> ProfileNotManaged:
+    pid = (status.get("daemon") or {}).get("pid")
+    reload = f"kill -HUP {pid}" if isinstance(pid, int) else "credd stop, then credd daemon"
+    return ProfileNotManaged(
+        f"the credd daemon does not manage profile {profile!r}",
+        hint=f"enable it with credd enable {profile}, then reload the daemon: {reload}",
+    )
+
+
 def build_plan(
     profile: str, status: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> EnvPlan:
-    """The environment changes that point a program at the endpoint for ``profile``."""
+    """The environment changes that point a program at the endpoint for ``profile``.
+
+    Only ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` carries the token: every SDK reads it (the AWS
+    CLI 2.9 reads nothing else), the token is stable across daemon restarts, and setting the
+    ``_FILE`` variable too makes the JavaScript SDK v3 warn on every fetch.
+    """
     from credd.endpoint import profile_url, read_token
 
+    _require_managed(profile, status)
+    base, token_file = endpoint_of(status)
+    plan = _plan(profile, environ, UNSET + IMDS_ONLY)
+    plan.set["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = profile_url(base, profile)
+    plan.set["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = read_token(token_file)
+    return _finish(plan)
+
+
+def build_imds_plan(
+    profile: str, url: str, status: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> EnvPlan:
+    """The environment that points every SDK family at the IMDS endpoint ``url`` for
+    ``profile`` (docs/imds.md), with the providers that would win over IMDS switched off."""
+    _require_managed(profile, status)
+    plan = _plan(profile, environ, UNSET + CONTAINER_VARS)
+    plan.set["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = url  # botocore, CLI, JS, Go, Java, C++
+    plan.set["AWS_EC2_METADATA_DISABLED"] = "false"
+    plan.set["AWS_EC2_METADATA_V1_DISABLED"] = "true"
+    plan.set["CPL_AWS_EC2_API_ROOT_URL"] = url  # GDAL
+    plan.set["CPL_AWS_AUTODETECT_EC2"] = "NO"  # GDAL: do not look for EC2 hardware first
+    plan.set["AWS_METADATA_ENDPOINT"] = url  # Rust object_store (Polars, DataFusion)
+    if "AWS_SHARED_CREDENTIALS_FILE" in plan.set:  # GDAL reads its own variable for the file
+        plan.set["CPL_AWS_CREDENTIALS_FILE"] = plan.set["AWS_SHARED_CREDENTIALS_FILE"]
     env = os.environ if environ is None else environ
+    for name in ("NO_PROXY", "no_proxy"):  # a proxy must never see the endpoint's requests
+        hosts = [h for h in env.get(name, "").split(",") if h.strip()]
+        plan.set[name] = ",".join([*hosts, *(h for h in LOOPBACK_HOSTS if h not in hosts)])
+    return _finish(plan)
+
+
+def _require_managed(profile: str, status: Mapping[str, Any]) -> None:
     names = [p.get("name") for p in status.get("profiles", [])]
     if profile not in names:
-        raise ProfileNotManaged(
-            f"the credd daemon does not manage profile {profile!r}",
-            hint=f"enable it (credd enable {profile}), then reload the daemon: kill -HUP <pid>",
-        )
-    base, token_file = endpoint_of(status)
+        raise _not_managed(profile, status)
+
+
+def _plan(profile: str, environ: Mapping[str, str] | None, unset: tuple[str, ...]) -> EnvPlan:
+    """What both routes share: the region, the variables to unset, and [default] hidden."""
+    env = os.environ if environ is None else environ
     plan = EnvPlan(profile)
-    plan.set["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = profile_url(base, profile)
-    plan.set["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = token_file
-    plan.set["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = read_token(token_file)
     plan.set["CREDD_PROFILE"] = profile
     config_path, creds_path = _files(env)
     config, creds = _parse(config_path), _parse(creds_path)
@@ -193,7 +249,7 @@ def build_plan(
     if region:
         plan.set["AWS_REGION"] = region
         plan.set["AWS_DEFAULT_REGION"] = region
-    plan.unset = list(UNSET)
+    plan.unset = list(unset)
 
     for section in ("default", "profile default"):
         keys = _credential_keys(config.get(section, {}))
@@ -216,6 +272,10 @@ def build_plan(
         empty = empty_credentials_file(env)
         plan.set["BOTO_CONFIG"] = str(empty)
         plan.notes.append(f"{boto} has keys that SDKs would use before credd's; hidden ({empty})")
+    return plan
+
+
+def _finish(plan: EnvPlan) -> EnvPlan:
     plan.unset = [name for name in plan.unset if name not in plan.set]
     return plan
 
@@ -272,9 +332,35 @@ def _warn(plan: EnvPlan, status: Mapping[str, Any]) -> None:
         )
 
 
+def _open_imds(args: argparse.Namespace, *, lease: bool) -> str:
+    """Ask the daemon for the profile's IMDS endpoint; its base URL."""
+    from credd.client import Client, quote_segment
+
+    body = json.dumps({"lease": lease}).encode()
+    raw = Client(args.socket).call("POST", f"/v1/imds/{quote_segment(args.profile)}", body)
+    endpoint = json.loads(raw).get("imds") or {}
+    url = endpoint.get("url")
+    if not isinstance(url, str) or not url:
+        raise DaemonUnavailable("the daemon did not say where the IMDS endpoint listens")
+    if not lease and not endpoint.get("configured"):
+        sys.stderr.write(
+            f"credd: note: this IMDS endpoint ({url}) lasts until the daemon stops; "
+            f"to keep one across restarts set credd_imds = PORT in [profile {args.profile}] "
+            "(docs/imds.md)\n"
+        )
+    return url
+
+
+def _plan_for(args: argparse.Namespace, status: Mapping[str, Any], *, lease: bool) -> EnvPlan:
+    if getattr(args, "imds", False):
+        _require_managed(args.profile, status)
+        return build_imds_plan(args.profile, _open_imds(args, lease=lease), status)
+    return build_plan(args.profile, status)
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     status = _status(args)
-    plan = build_plan(args.profile, status)
+    plan = _plan_for(args, status, lease=False)
     _warn(plan, status)
     sys.stdout.write(render(plan, args.format))
     return 0
@@ -287,7 +373,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no command to run", hint=f"credd exec {args.profile} -- COMMAND ...")
     status = _status(args)
-    plan = build_plan(args.profile, status)
+    # the lease is this process's: the command keeps its pid, the endpoint ends with it
+    plan = _plan_for(args, status, lease=True)
     _warn(plan, status)
     env = plan.apply(os.environ)
     sys.stdout.flush()
@@ -300,6 +387,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except OSError as exc:
         sys.stderr.write(f"credd: cannot run {command[0]}: {exc.strerror or exc}\n")
         return 126
+
+
+IMDS_HELP = (
+    "point the program at an IMDSv2 endpoint for PROFILE instead of the container endpoint "
+    "(GDAL, DuckDB, object_store/Polars, old SDKs; docs/imds.md)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -315,6 +408,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "docs/container-endpoint.md.",
     )
     p.add_argument("profile", metavar="PROFILE", help="a profile the daemon manages")
+    p.add_argument("--imds", action="store_true", help=IMDS_HELP)
     p.add_argument(
         "--format",
         choices=("sh", "fish", "json"),
@@ -331,6 +425,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "keys), replacing credd: signals and the exit code are the command's own.",
     )
     p.add_argument("profile", metavar="PROFILE", help="a profile the daemon manages")
+    p.add_argument("--imds", action="store_true", help=IMDS_HELP)
     p.add_argument("--socket", metavar="PATH", help=socket_help)
     p.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="what to run"

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from credd.clock import FakeClock
 from credd.endpoint import ensure_token
+from credd.imds import ImdsEndpoints
+from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer
 from credd.server.memory import MemoryBackend
 from credd.server.unix import UnixServer
@@ -85,7 +88,7 @@ def test_sh_output_is_quoted_for_a_real_sh(setup: Setup) -> None:
     env = dict(os.environ) | STATIC | {"CREDD_SOCKET": str(setup.server.address)}
     script = (
         f'eval "$({sys.executable} -m credd.cli env work)" || exit 9\n'
-        'printf "%s\\n" "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" "$AWS_REGION" '
+        'printf "%s\\n" "$AWS_CONTAINER_AUTHORIZATION_TOKEN" "$AWS_REGION" '
         '"$AWS_DEFAULT_REGION" "$AWS_CONTAINER_CREDENTIALS_FULL_URI" "$CREDD_PROFILE"\n'
         'env | grep -E "^(AWS_ACCESS|AWS_SECRET|AWS_SESSION|AWS_SECURITY|AWS_PROFILE|'
         'AWS_DEFAULT_PROFILE|AWS_ROLE|AWS_WEB|AWS_CONTAINER_CREDENTIALS_RELATIVE)" && exit 8\n'
@@ -95,7 +98,7 @@ def test_sh_output_is_quoted_for_a_real_sh(setup: Setup) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines == [
-        str(setup.token_file),
+        setup.token_file.read_text(),
         "eu-west-3",
         "eu-west-3",
         f"http://127.0.0.1:{setup.endpoint.port}/v1/container-credentials/work",
@@ -126,14 +129,14 @@ def test_json_and_fish_forms(setup: Setup) -> None:
     env = dict(os.environ) | STATIC | {"CREDD_SOCKET": str(setup.server.address)}
     script = (
         f"{sys.executable} -m credd.cli env work --format fish | source; or exit 9\n"
-        "echo $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; echo $AWS_REGION\n"
+        "echo $AWS_CONTAINER_AUTHORIZATION_TOKEN; echo $AWS_REGION\n"
         "set -q AWS_ACCESS_KEY_ID; and exit 8; set -q AWS_PROFILE; and exit 7; exit 0\n"
     )
     done = subprocess.run(
         ["fish", "--no-config", "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == [str(setup.token_file), "eu-west-3"]
+    assert done.stdout.splitlines() == [setup.token_file.read_text(), "eu-west-3"]
 
 
 def test_exec_passes_the_exit_code_and_signals_and_no_static_keys(setup: Setup) -> None:
@@ -146,7 +149,9 @@ def test_exec_passes_the_exit_code_and_signals_and_no_static_keys(setup: Setup) 
     child = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
     assert not set(STATIC) & set(child)
     assert STATIC["AWS_SECRET_ACCESS_KEY"] not in shown.stdout
-    assert child["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == str(setup.token_file)
+    # only the token variable: the JS SDK v3 warns on every fetch when both are set
+    assert child["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == setup.token_file.read_text()
+    assert "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" not in child
     assert child["CREDD_PROFILE"] == "work"
     # botocore in the child takes the endpoint's credentials
     boto = setup.credd("exec", "work", "--", sys.executable, "-c", BOTO_CHECK, env=env)
@@ -213,3 +218,81 @@ def test_clear_errors_when_the_profile_daemon_or_endpoint_is_missing(
     }  # fmt: skip
     taken = setup.credd("exec", "work", "--", "true")
     assert taken.returncode == 5 and "already in use" in taken.stderr
+
+
+# -- the IMDS route (credd env --imds / credd exec --imds) -----------------------------------
+
+IMDS_CHECK = (
+    "import boto3, os; s = boto3.Session(); c = s.get_credentials(); "
+    "print(c.method, c.get_frozen_credentials().access_key, s.region_name)"
+)
+
+
+@pytest.fixture
+def imds_setup(
+    backend: MemoryBackend, clock: FakeClock, tmp_path: Path, clean_env: Path
+) -> Iterator[tuple[Setup, ImdsEndpoints]]:
+    live = datetime.now(timezone.utc) + timedelta(hours=12)
+    backend.add_profile("work", replace(demo_credentials(), expiration=live))
+    backend.add_profile("lab", replace(demo_credentials(), expiration=live))
+    endpoints = ImdsEndpoints(backend, clock, info=backend.info_extra)
+    server = UnixServer(tmp_path / "sock" / "credd.sock", Api(backend, clock, imds=endpoints))
+    server.start()
+    aws = clean_env / ".aws"
+    aws.mkdir()
+    (aws / "config").write_text("[profile work]\nregion = eu-west-3\n")
+    yield Setup(server, None, tmp_path / "no-token"), endpoints  # type: ignore[arg-type]
+    endpoints.stop_all()
+    server.stop(2.0)
+
+
+def test_env_imds_points_every_sdk_family_at_a_persistent_endpoint(
+    imds_setup: tuple[Setup, ImdsEndpoints],
+) -> None:
+    setup, endpoints = imds_setup
+    out = setup.credd("env", "--imds", "work", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    url = endpoints.url("work")
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    for name in ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "CPL_AWS_EC2_API_ROOT_URL",
+                 "AWS_METADATA_ENDPOINT"):  # fmt: skip
+        assert data["set"][name] == url
+    assert data["set"]["AWS_EC2_METADATA_DISABLED"] == "false"
+    assert "127.0.0.1" in data["set"]["NO_PROXY"].split(",")
+    assert {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "AWS_PROFILE", "AWS_ACCESS_KEY_ID"} <= set(data["unset"])  # fmt: skip
+    assert "credd_imds = PORT" in out.stderr  # how to make it survive a restart
+    again = json.loads(setup.credd("env", "--imds", "work", "--format", "json").stdout)
+    assert again["set"]["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == url  # reused, not a second one
+
+
+def test_exec_imds_wins_over_static_keys_and_the_container_route_and_ends_with_the_command(
+    imds_setup: tuple[Setup, ImdsEndpoints],
+) -> None:
+    setup, endpoints = imds_setup
+    env = dict(os.environ) | STATIC | {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/v1/container-credentials/x",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "elsewhere",
+    }  # fmt: skip
+    boto = setup.credd("exec", "--imds", "work", "--", sys.executable, "-c", IMDS_CHECK, env=env)
+    assert boto.returncode == 0, boto.stderr
+    assert boto.stdout.split() == ["iam-role", LIVE_KEY, "eu-west-3"]
+    # the endpoint was leased to the command (same pid as credd exec): it ends with it
+    assert endpoints.url("work") is not None
+    endpoints.reap()
+    assert endpoints.url("work") is None
+    assert setup.credd("exec", "--imds", "lab", "--", "sh", "-c", "exit 7").returncode == 7
+    endpoints.reap()
+    assert endpoints.url("lab") is None
+
+
+def test_not_managed_refusal_names_the_real_pid_without_nested_parentheses(
+    imds_setup: tuple[Setup, ImdsEndpoints],
+) -> None:
+    setup, _ = imds_setup
+    for args in (("exec", "nobody", "--", "true"), ("exec", "--imds", "nobody", "--", "true")):
+        out = setup.credd(*args)
+        assert out.returncode == 3, out.stderr
+        assert "<pid>" not in out.stderr and f"kill -HUP {os.getpid()}" in out.stderr
+        assert out.stderr.count("(") <= 1, out.stderr

@@ -6,6 +6,7 @@ Paths (version 1; see docs/socket-api.md)::
     GET  /v1/credentials/{profile}          credential_process JSON (Cache-Control: no-store)
     POST /v1/profiles/{profile}/mfa         {"code": "123456"} -> {"profile": status}
     POST /v1/profiles/{profile}/refresh     (empty body or {}) -> {"profile": status}
+    POST /v1/imds/{profile}                 {"lease"?: bool} -> {"imds": endpoint} (docs/imds.md)
     GET  /v1/metrics                        Prometheus text format (see docs/metrics.md)
 
 No I/O happens here: a transport builds the :class:`Request` and writes the :class:`Response`.
@@ -16,11 +17,11 @@ response shape, token, ``Host`` and proxy checks.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from credd import metrics
 from credd.clock import Clock
-from credd.errors import RequestError
+from credd.errors import NotFound, RequestError
 from credd.models import Credentials, ProfileStatus
 from credd.server.backend import Backend
 from credd.server.http import Handler, Peer, Request, Response, Router, decode_profile
@@ -35,13 +36,25 @@ _MAX_CODE_LENGTH = 16
 _CREDENTIALS_ROUTE = "/v1/credentials/{profile}"
 
 
+class ImdsControl(Protocol):
+    """Starts (or reuses) a profile's IMDS endpoint: :class:`credd.imds.ImdsEndpoints`."""
+
+    def open(self, profile: str, *, lease_pid: int | None = None) -> dict[str, Any]: ...
+
+
 class Api:
     """Version 1 of the socket API."""
 
     def __init__(
-        self, backend: Backend, clock: Clock, *, registry: metrics.Registry | None = None
+        self,
+        backend: Backend,
+        clock: Clock,
+        *,
+        registry: metrics.Registry | None = None,
+        imds: ImdsControl | None = None,
     ) -> None:
         self.backend = backend
+        self.imds = imds
         self.clock = clock
         self.metrics = registry or metrics.REGISTRY
         self._route = threading.local()  # the pattern the current request matched
@@ -51,6 +64,7 @@ class Api:
         self._add("POST", "/v1/profiles/{profile}/mfa", self._mfa)
         self._add("POST", "/v1/profiles/{profile}/refresh", self._refresh)
         self._add("GET", "/v1/metrics", self._metrics)
+        self._add("POST", "/v1/imds/{profile}", self._imds)
 
     def _add(self, method: str, pattern: str, handler: Handler) -> None:
         def routed(request: Request, params: dict[str, str]) -> Response:
@@ -124,6 +138,22 @@ class Api:
         profile = decode_profile(params["profile"])
         _only_fields(request.json_body(allow_empty=True), set())
         return self._profile_response(self.backend.refresh(profile))
+
+    def _imds(self, request: Request, params: dict[str, str]) -> Response:
+        profile = decode_profile(params["profile"])
+        data = request.json_body(allow_empty=True)
+        _only_fields(data, {"lease"})
+        lease = data.get("lease", False)
+        if not isinstance(lease, bool):
+            raise RequestError('"lease" must be true or false')
+        if self.imds is None:
+            raise NotFound("this daemon serves no IMDS endpoints", hint="see docs/imds.md")
+        # the lease belongs to the process on the other end of the socket (SO_PEERCRED)
+        pid = request.peer.pid if lease and request.peer is not None else None
+        if lease and pid is None:
+            raise RequestError("a lease needs a caller whose process id is known")
+        endpoint = self.imds.open(profile, lease_pid=pid)
+        return Response.json(200, {"imds": endpoint}, _NO_STORE)
 
     def _metrics(self, request: Request, params: dict[str, str]) -> Response:
         _only_fields(request.json_body(allow_empty=True), set())

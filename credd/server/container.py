@@ -3,7 +3,8 @@
 ``GET http://127.0.0.1:PORT/v1/container-credentials/{profile}`` with ``Authorization: TOKEN``
 answers ``{"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "AccountId"?}``, the shape
 every AWS SDK reads from ``AWS_CONTAINER_CREDENTIALS_FULL_URI``. It shares the h11 connection
-machinery of the unix socket (:mod:`credd.server.base`); what differs:
+machinery of the unix socket (:mod:`credd.server.base`) and the loopback bind, peer-uid and
+header rules of :mod:`credd.server.loopback`; what differs:
 
 * it binds an IPv4 loopback address only (``127.0.0.1``), nothing else, ever;
 * each connection's owner is asked of the kernel (:mod:`credd.server.peeruid`; loopback TCP
@@ -19,24 +20,21 @@ machinery of the unix socket (:mod:`credd.server.base`); what differs:
 
 from __future__ import annotations
 
-import errno
 import hmac
-import ipaddress
 import logging
-import os
-import socket
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from credd.endpoint import HOST, PATH_PREFIX
-from credd.errors import ConfigError, CreddError, Forbidden, RequestError
+from credd.errors import CreddError, RequestError
 from credd.models import Credentials
 from credd.server.backend import Backend
-from credd.server.base import HttpServer
-from credd.server.http import Peer, Request, Response, decode_profile
+from credd.server.http import Request, Response, decode_profile
 from credd.server.limits import Limits
+from credd.server.loopback import LoopbackServer as _Loopback
+from credd.server.loopback import PortInUse, header_refusal, host_matches
 from credd.server.peeruid import TcpOwner, tcp_owner
 
 logger = logging.getLogger(__name__)
@@ -54,15 +52,7 @@ __all__ = [
 ENDPOINT_LIMITS = Limits(max_request_bytes=16 * 1024)
 
 _NO_STORE = (("cache-control", "no-store"),)
-_PROXY_HEADERS = frozenset({"forwarded", "via", "x-real-ip"})
-_BROWSER_HEADERS = frozenset({"origin"})
 _USE_CREDD = "run the program under `credd exec PROFILE -- ...` or eval `credd env PROFILE`"
-
-
-class PortInUse(ConfigError):
-    """The endpoint's port is already taken by another program (or another user's credd)."""
-
-    code = "port_in_use"
 
 
 def container_json(creds: Credentials) -> dict[str, Any]:
@@ -111,22 +101,17 @@ class ContainerApi:
         self._token = token.encode("ascii")
         self.port = port
 
-    def _hosts(self) -> frozenset[str]:
-        return frozenset({f"{HOST}:{self.port}", f"localhost:{self.port}"})
-
     def check(self, request: Request) -> str | Response:
         """The profile asked for, or the error answer. Security checks come first, in order."""
-        names = [name for name, _ in request.headers]
-        for name in names:
-            if name in _PROXY_HEADERS or name.startswith("x-forwarded-"):
-                return flat_error(
-                    403, "forbidden", "requests through a proxy are refused",
-                    "talk to the endpoint directly; add 127.0.0.1 and localhost to NO_PROXY",
-                )  # fmt: skip
-            if name in _BROWSER_HEADERS or name.startswith("sec-fetch-"):
-                return flat_error(403, "forbidden", "requests from a web browser are refused")
-        hosts = [value for name, value in request.headers if name == "host"]
-        if len(hosts) != 1 or hosts[0].strip().lower() not in self._hosts():
+        refusal = header_refusal(request)
+        if refusal == "proxy":
+            return flat_error(
+                403, "forbidden", "requests through a proxy are refused",
+                "talk to the endpoint directly; add 127.0.0.1 and localhost to NO_PROXY",
+            )  # fmt: skip
+        if refusal == "browser":
+            return flat_error(403, "forbidden", "requests from a web browser are refused")
+        if not host_matches(request, self.port):
             return flat_error(
                 403, "forbidden", "the Host header does not name this endpoint",
                 f"use http://{HOST}:{self.port}{PATH_PREFIX}PROFILE",
@@ -182,11 +167,12 @@ class ContainerApi:
         return Response.json(200, container_json(creds), _NO_STORE)
 
 
-class LoopbackServer(HttpServer):
+class LoopbackServer(_Loopback):
     """Serves a :class:`ContainerApi` on ``127.0.0.1:port`` (``0``: any free port)."""
 
     thread_name = "credd-endpoint"
     client_hint = "the endpoint speaks HTTP/1.1 (botocore's container provider)"
+    port_hint = "choose another with --endpoint-port N or CREDD_ENDPOINT_PORT (0 = any free port)"
 
     def __init__(
         self,
@@ -199,71 +185,14 @@ class LoopbackServer(HttpServer):
         owners: TcpOwner | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(api, limits=limits, monotonic=monotonic)
+        super().__init__(
+            api, port=port, host=host, limits=limits, uid=uid, owners=owners, monotonic=monotonic
+        )
         self.container = api
-        self.host = host
-        self.port = port
-        self.uid = os.getuid() if uid is None else uid
-        self.owners = owners or TcpOwner()
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}{PATH_PREFIX}"
-
-    def describe(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def open(self) -> tuple[socket.socket, Callable[[], None]]:
-        try:
-            ip = ipaddress.ip_address(self.host)
-        except ValueError:
-            ip = None
-        if ip is None or ip.version != 4 or not ip.is_loopback:
-            raise ConfigError(
-                f"the endpoint binds only to an IPv4 loopback address, not {self.host!r}",
-                hint="use 127.0.0.1",
-            )
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # lets a restarted daemon rebind while old connections linger in TIME_WAIT; on
-            # Linux it never lets two sockets listen on one port
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(self.limits.backlog)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
-                    f"port {self.port} on {self.host} is already in use",
-                    hint="choose another with --endpoint-port N or CREDD_ENDPOINT_PORT "
-                    "(0 = any free port)",
-                ) from None
-            raise ConfigError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
-                hint="choose another --endpoint-port, or turn it off: --no-endpoint",
-            ) from None
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self.container.port = self.port
-        return sock, self.owners.close
-
-    def admit(self, sock: socket.socket) -> tuple[Peer | None, CreddError | None]:
-        remote = sock.getpeername()
-        owner = self.owners.owner(sock.getsockname(), remote)
-        if owner == self.uid:
-            return None, None
-        self.log_refusal(
-            ("uid", owner),
-            f"uid {owner}" if owner is not None else "peers of unknown uid",
-            "refused an endpoint connection from port %s: owned by uid %s, not %s",
-            remote[1],
-            owner if owner is not None else "?",
-            self.uid,
-        )
-        return None, Forbidden(
-            "this endpoint serves only the programs of the user running the daemon",
-            hint="each user runs their own credd daemon",
-        )
 
     def error_response(self, err: CreddError) -> Response:
         return error_json(err)
