@@ -217,7 +217,8 @@ def build_imds_plan(
     ``profile`` (docs/imds.md), with the providers that would win over IMDS switched off."""
     _require_managed(profile, status)
     plan = _plan(profile, environ, UNSET + CONTAINER_VARS)
-    plan.set["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = url  # botocore, CLI, JS, Go, Java, C++
+    # botocore, the CLI, JS, Go, Java, C++; the AWS CLI 2.9 appends paths without a "/"
+    plan.set["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = url.rstrip("/") + "/"
     plan.set["AWS_EC2_METADATA_DISABLED"] = "false"
     plan.set["AWS_EC2_METADATA_V1_DISABLED"] = "true"
     plan.set["CPL_AWS_EC2_API_ROOT_URL"] = url  # GDAL

@@ -2,8 +2,9 @@
 
 An endpoint serves one profile (:mod:`credd.server.imds`). It is started
 
-* **by the config:** ``credd_imds = PORT`` in a managed profile (an unprivileged port, 1024-65535,
-  or ``0``/``auto`` for any free port); ``credd_imds_v1 = true`` also answers IMDSv1 (token-less) GETs.
+* **by the config:** ``credd_imds = PORT`` in a managed profile (an unprivileged port,
+  1024-65535, or ``0``/``auto`` for any free port); ``credd_imds_v1 = true`` also answers
+  IMDSv1 (token-less) GETs.
   It runs while the daemon runs and follows reloads (a changed port moves it, a removed key
   stops it);
 * **on demand** over the socket: ``POST /v1/imds/{profile}`` (``credd env --imds`` / ``credd

@@ -257,7 +257,7 @@ def test_env_imds_points_every_sdk_family_at_a_persistent_endpoint(
     assert url is not None and url.startswith("http://127.0.0.1:")
     for name in ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "CPL_AWS_EC2_API_ROOT_URL",
                  "AWS_METADATA_ENDPOINT"):  # fmt: skip
-        assert data["set"][name] == url
+        assert data["set"][name].rstrip("/") == url
     assert data["set"]["AWS_EC2_METADATA_DISABLED"] == "false"
     assert "127.0.0.1" in data["set"]["NO_PROXY"].split(",")
     assert {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",

@@ -109,6 +109,8 @@ def test_the_answers_have_the_ec2_shapes(imds: Imds) -> None:
     listing = imds.request(CREDS, token=token)
     assert (listing.status, listing.body) == (200, b"live")
     assert imds.request(CREDS.rstrip("/"), token=token).body == b"live"
+    # a base URL ending in "/" (the AWS CLI 2.9 needs one) makes some SDKs send "//latest/..."
+    assert imds.request("/" + CREDS + "live", token=token).status == 200
     body = imds.request(CREDS + "live", token=token).json()
     assert set(body) == {
         "Code", "LastUpdated", "Type", "AccessKeyId", "SecretAccessKey", "Token", "Expiration",

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import struct
 import traceback
@@ -58,7 +59,7 @@ TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
 MAX_TTL = 21_600
 INSTANCE_ID = "i-0c4edd0000000000c"  # "credd": recognisable in any log
 _TEXT = (("content-type", "text/plain"), ("cache-control", "no-store"))
-_USE = "run the program under `credd exec --imds PROFILE -- ...`"
+_SLASHES = re.compile("/{2,}")
 
 #: Provider of the profile's region (read from the config when the endpoint starts).
 RegionOf = Callable[[], str | None]
@@ -151,7 +152,7 @@ class ImdsApi:
             return _text(403, f"Forbidden: requests through a {refusal} are refused")
         if not host_matches(request, self.port):
             return _text(403, f"Forbidden: the Host header must be {HOST}:{self.port}")
-        path = request.path
+        path = self._path(request)
         if path == TOKEN_PATH:
             if request.method != "PUT":
                 return _text(405, "Method Not Allowed", (("allow", "PUT"),))
@@ -232,7 +233,9 @@ class ImdsApi:
 
     @staticmethod
     def _path(request: Request) -> str:
-        path = request.path
+        """The path with repeated and trailing slashes folded: a base URL ending in ``/`` (what
+        the AWS CLI 2.9 needs) makes some SDKs ask for ``//latest/...``."""
+        path = _SLASHES.sub("/", request.path)
         return path.rstrip("/") if path != "/" else path
 
     def handle_nowait(self, request: Request) -> Response | None:
