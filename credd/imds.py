@@ -11,7 +11,7 @@ An endpoint serves one profile (:mod:`credd.server.imds`). It is started
   exec --imds``). A configured endpoint is reused. Otherwise one is started on a free port;
   with ``{"lease": true}`` it lives while the asking process lives (``credd exec`` asks, then
   replaces itself with the command, which keeps its pid: a pidfd tells the daemon when it ends),
-  without a lease until the daemon stops.
+  without a lease until the daemon stops (a configured endpoint keeps following the config).
 
 ``status`` shows every endpoint under ``daemon.imds``. See docs/imds.md.
 """
@@ -165,7 +165,7 @@ class ImdsEndpoints:
             if ep is None:
                 ep = self._start(profile, 0, False)
             if lease_pid is None:
-                ep.persistent = True
+                ep.persistent = ep.persistent or not ep.configured  # configured: follows config
             elif lease_pid not in ep.leases:
                 ep.leases[lease_pid] = _pidfd(lease_pid)
             self._publish()

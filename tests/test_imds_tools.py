@@ -90,3 +90,40 @@ def test_every_tool_family_reads_s3_through_imds_across_rotations(
     while d.status()["daemon"]["imds"]["endpoints"] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert d.status()["daemon"]["imds"]["endpoints"] == []
+
+
+def test_credd_imds_in_the_config_serves_follows_reloads_and_reports_bad_values(
+    daemons: DaemonFactory,
+) -> None:
+    from botocore.utils import InstanceMetadataFetcher
+
+    user, dev = daemons.sandbox.new_user_with_mfa("imdscfg")
+    remember(user.secret_access_key, dev.seed)
+    daemons.store.set_long_term_keys("u", user.access_key_id, user.secret_access_key)
+    daemons.store.set_totp_seed("u", dev.seed)
+    base = "[profile u]\nregion = eu-north-1\nservices = sandbox\ncredd = true\n"
+    daemons.write_config(base + "credd_imds = auto\n[profile v]\ncredd = true\ncredd_imds = 80\n")
+    d = daemons.start()
+    d.wait_state("u", "fresh")
+    imds = d.status()["daemon"]["imds"]
+    (endpoint,) = imds["endpoints"]
+    assert endpoint["profile"] == "u" and endpoint["configured"] and not endpoint["allow_v1"]
+    assert "unprivileged port" in imds["errors"]["v"]["message"]  # v's error; u still serves
+    fetcher = InstanceMetadataFetcher(
+        timeout=2, num_attempts=1, config={"ec2_metadata_service_endpoint": endpoint["url"]}, env={}
+    )
+    got = fetcher.retrieve_iam_role_credentials()
+    assert got["role_name"] == "u" and got["access_key"] == d.get("u")["AccessKeyId"]
+    remember(got["secret_key"], got["token"])
+    # credd env --imds reuses it (no note about restarts: it is configured)
+    env = d.run("env", "--imds", "u", "--format", "json")
+    assert env.returncode == 0 and "credd_imds = PORT" not in env.stderr
+    assert json.loads(env.stdout)["set"]["AWS_METADATA_ENDPOINT"] == endpoint["url"]
+    # the key removed: the endpoint stops on reload
+    daemons.write_config(base)
+    assert d.proc is not None
+    d.proc.send_signal(__import__("signal").SIGHUP)
+    deadline = time.monotonic() + 15
+    while d.status()["daemon"]["imds"]["endpoints"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert d.status()["daemon"]["imds"]["endpoints"] == []
