@@ -93,8 +93,11 @@ def connect(path: str, timeout: float) -> _socket.socket:
     return sock
 
 
-def build_request(method: str, target: str, body: bytes | None = None, *, close: bool) -> bytes:
-    head = f"{method} {target} HTTP/1.1\r\nhost: credd\r\n"
+def build_request(
+    method: str, target: str, body: bytes | None = None, *, close: bool, extra: str = ""
+) -> bytes:
+    """One request; ``extra``: more header lines, each ending in CRLF."""
+    head = f"{method} {target} HTTP/1.1\r\nhost: credd\r\n{extra}"
     if close:
         head += "connection: close\r\n"
     if body is not None:
@@ -201,9 +204,20 @@ class Client:
         """The ``credential_process`` JSON object for ``profile``."""
         return self._json("GET", "/v1/credentials/" + quote_segment(profile))
 
-    def credentials_raw(self, profile: str) -> bytes:
-        """The ``credential_process`` JSON exactly as the daemon sent it (no ``json`` import)."""
-        return self.call("GET", "/v1/credentials/" + quote_segment(profile))
+    def credentials_raw(self, profile: str, min_lifetime: str | None = None) -> bytes:
+        """The ``credential_process`` JSON exactly as the daemon sent it (no ``json`` import).
+
+        ``min_lifetime`` (``"2h"``): the lifetime guard (``X-Credd-Min-Lifetime``): refreshed
+        first when they end sooner, an error when the source cannot give that much."""
+        extra = ""
+        if min_lifetime is not None:
+            if any(c in min_lifetime for c in "\r\n"):
+                from credd.errors import UsageError
+
+                raise UsageError("--min-lifetime must be one line")
+            extra = f"x-credd-min-lifetime: {min_lifetime}\r\n"
+        target = "/v1/credentials/" + quote_segment(profile)
+        return self.call("GET", target, None, self.action_timeout if extra else None, extra)
 
     def push_mfa(self, profile: str, code: str) -> "dict[str, Any]":
         """Give the daemon an MFA code for ``profile``; returns ``{"profile": status}``."""
@@ -219,13 +233,19 @@ class Client:
         return self._json("POST", target, b"{}", self.action_timeout)
 
     def call(
-        self, method: str, target: str, body: bytes | None = None, timeout: float | None = None
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        timeout: float | None = None,
+        extra: str = "",
     ) -> bytes:
         """One request on a fresh connection; the body of a 200, else the daemon's error."""
         limit = self.timeout if timeout is None else timeout
         sock = connect(self.socket, limit)
+        request = build_request(method, target, body, close=True, extra=extra)
         try:
-            status, _, data = exchange(sock, build_request(method, target, body, close=True), limit)
+            status, _, data = exchange(sock, request, limit)
         finally:
             sock.close()
         if status != 200:

@@ -116,6 +116,8 @@ def render_status(status: dict[str, Any], out: TextIO) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from credd.lifetime import hours
+
     try:
         status = _client(args).status()
     except DaemonUnavailable as exc:
@@ -148,6 +150,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             for p in status["profiles"]:
                 if p.get("plan"):
                     sys.stdout.write(f"\nplan: {p['plan']}\n")
+                longest = p.get("longest_lifetime") or {}
+                if longest.get("why"):  # the lifetime guard's limit (--min-lifetime)
+                    secs = longest.get("seconds")
+                    most = hours(secs) if isinstance(secs, int) else "unknown"
+                    sys.stdout.write(f"longest lifetime: {most}: {longest['why']}\n")
     return 0 if all(profile_ok(p) for p in status["profiles"]) else 1
 
 

@@ -30,6 +30,7 @@ The tree::
      │    ├── ForeignSection        foreign_section   8    409
      │    └── SsoCacheError         sso_cache_error   8    500
      ├── NotReady                   not_ready         9    503  (transient)
+     ├── LifetimeUnavailable        lifetime_unavailable 10 409
      └── RequestError               bad_request       2    400
           ├── Forbidden             forbidden         2    403
           ├── NotFound              not_found         2    404
@@ -277,6 +278,15 @@ class SsoCacheError(CredentialsFileError):
     """A file in the SSO token cache (``~/.aws/sso/cache``) cannot be read or written."""
 
     code = "sso_cache_error"
+
+
+class LifetimeUnavailable(CreddError):
+    """The caller asked for credentials lasting longer than the source can give (a lifetime
+    guard: ``credd get --min-lifetime``, ``X-Credd-Min-Lifetime``)."""
+
+    code = "lifetime_unavailable"
+    exit_code = 10
+    http_status = 409
 
 
 def _all_subclasses(cls: type[CreddError]) -> list[type[CreddError]]:

@@ -359,6 +359,14 @@ def _plan_for(args: argparse.Namespace, status: Mapping[str, Any], *, lease: boo
     return build_plan(args.profile, status)
 
 
+def _guard(args: argparse.Namespace) -> None:
+    """``--min-lifetime``: the profile's credentials last that long (refreshed first when they
+    end sooner), or credd fails before the command starts, saying how long is possible."""
+    from credd.client import Client
+
+    Client(args.socket).credentials_raw(args.profile, args.min_lifetime)
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     status = _status(args)
     plan = _plan_for(args, status, lease=False)
@@ -374,6 +382,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no command to run", hint=f"credd exec {args.profile} -- COMMAND ...")
     status = _status(args)
+    if args.min_lifetime:
+        _guard(args)
     # the lease is this process's: the command keeps its pid, the endpoint ends with it
     plan = _plan_for(args, status, lease=True)
     _warn(plan, status)
@@ -427,6 +437,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("profile", metavar="PROFILE", help="a profile the daemon manages")
     p.add_argument("--imds", action="store_true", help=IMDS_HELP)
+    p.add_argument(
+        "--min-lifetime",
+        metavar="DURATION",
+        help="start COMMAND only with credentials lasting this long (2h, 90m): refreshed first "
+        "when they end sooner; fails at once, saying how long is possible, when the source "
+        "cannot give that much",
+    )
     p.add_argument("--socket", metavar="PATH", help=socket_help)
     p.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="what to run"

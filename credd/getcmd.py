@@ -1,4 +1,5 @@
-"""``credd get PROFILE [--format json|env] [--socket PATH]``: the ``credential_process`` path.
+"""``credd get PROFILE [--format json|env] [--socket PATH] [--min-lifetime D]``: the
+``credential_process`` path. ``--min-lifetime 2h`` is the lifetime guard (credd/lifetime.py).
 
 Every SDK credential refresh may run this, so it starts at interpreter speed: no argparse, no
 ``typing``/``pathlib``/``json`` on the success path (the daemon's JSON is passed through as
@@ -13,7 +14,10 @@ import sys
 
 from credd.client import DEFAULT_TIMEOUT, Client
 
-USAGE = "usage: credd get PROFILE [--format json|env] [--socket PATH] [--timeout SECONDS]"
+USAGE = (
+    "usage: credd get PROFILE [--format json|env] [--socket PATH] [--timeout SECONDS] "
+    "[--min-lifetime DURATION]"
+)
 FORMATS = ("json", "env")
 
 
@@ -65,6 +69,29 @@ def parse(argv: list[str]) -> tuple[str, str, str | None, float]:
     return profile, fmt, sock, timeout
 
 
+def take_min_lifetime(argv: list[str]) -> tuple[list[str], str | None]:
+    """``--min-lifetime 2h`` (or ``=2h``) taken out of ``argv``: the lifetime guard."""
+    rest: list[str] = []
+    value: str | None = None
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            rest += [arg, *args]
+            break
+        if arg.startswith("--min-lifetime="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--min-lifetime":
+            if not args:
+                raise _Usage("--min-lifetime needs a duration (2h, 90m, 7200)")
+            value = args.pop(0)
+        else:
+            rest.append(arg)
+    if value is not None and not value.strip():
+        raise _Usage("--min-lifetime needs a duration (2h, 90m, 7200)")
+    return rest, value
+
+
 def env_lines(data: dict[str, object]) -> str:
     """``export NAME=value`` lines (shell-quoted) for the credentials in ``data``."""
     import shlex
@@ -105,12 +132,13 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(USAGE + "\n")
         return 0
     try:
+        argv, min_lifetime = take_min_lifetime(argv)
         profile, fmt, sock, timeout = parse(argv)
     except _Usage as exc:
         _say(f"{exc}; {USAGE}")
         return 2
     try:
-        body = Client(sock, timeout).credentials_raw(profile)
+        body = Client(sock, timeout).credentials_raw(profile, min_lifetime)
         if not body.startswith(b"{"):
             from credd.errors import DaemonUnavailable
 

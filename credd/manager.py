@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from credd import __version__, metrics
+from credd import __version__, lifetime, metrics
 from credd.awsconfig import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
 from credd.errors import (
@@ -259,6 +259,32 @@ class Manager:
             if creds is not None and self._servable(entry, creds):
                 return creds
         raise self._unavailable(entry)
+
+    def credentials_lasting(self, profile: str, min_left: timedelta) -> Credentials:
+        """Credentials with at least ``min_left`` left (the lifetime guard, credd/lifetime.py):
+        refreshed first (single-flight) when the held ones end sooner; ``LifetimeUnavailable`` at
+        once, without an STS call, when no refresh could give that much."""
+        creds = self.credentials(profile)
+        if lifetime.lasts(creds, self._clock.now(), min_left):
+            return creds
+        plan = self._plan(self._ref(profile))
+        entry = self._nodes[plan.target.key]
+        person = plan.target.with_code and not _safe_flag(lambda: entry.source.unattended)
+        needs = f"credd mfa {plan.target.base}" if person else None
+        lifetime.check_possible(profile, self._longest(plan), min_left, needs_person=needs)
+        self._wait(
+            self._refresh(entry, f"a caller needs {lifetime.hours(min_left.total_seconds())} left")
+        )
+        creds = self.credentials(profile)
+        if lifetime.lasts(creds, self._clock.now(), min_left):
+            return creds
+        raise lifetime.short(profile, creds, self._clock.now(), min_left)
+
+    def _longest(self, plan: Plan) -> lifetime.Longest:
+        entry = self._nodes[plan.target.key]
+        creds, issued = entry.creds, entry.last_refresh_at
+        seen = creds.expiration - issued if creds and creds.expiration and issued else None
+        return lifetime.longest(plan, seen)
 
     def credentials_nowait(self, profile: str) -> Credentials | None:
         ref = self._profiles.get(profile)  # dict reads are atomic: no lock on the hot path
@@ -615,6 +641,7 @@ class Manager:
                 last_refresh_at=entry.last_refresh_at,
                 key_id=creds.masked_key_id if creds else None,
                 plan=self._explain(plan, mfa_source, code_entry),
+                longest=self._longest(plan).to_json(),
             )
 
     def _explain(self, plan: Plan, mfa_source: str | None, code_entry: Entry | None) -> str:

@@ -94,6 +94,7 @@ class ProfileStatus:
     last_refresh_at: datetime | None = None
     key_id: str | None = None  # masked: "...ABCD"
     plan: str | None = None  # how credd gets these credentials, in a sentence or two
+    longest: dict[str, Any] | None = None  # {"seconds", "why"}: the lifetime guard's limit
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         """The documented ``status --json`` object for one profile (see docs/cli.md)."""
@@ -124,4 +125,5 @@ class ProfileStatus:
             "last_refresh_at": ts(self.last_refresh_at),
             "key_id": self.key_id,
             "plan": self.plan,
+            "longest_lifetime": self.longest,
         }

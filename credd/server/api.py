@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from credd import metrics
+from credd import lifetime, metrics
 from credd.clock import Clock
 from credd.errors import NotFound, RequestError
 from credd.models import Credentials, ProfileStatus
@@ -90,8 +90,8 @@ class Api:
         the thread hand-off (~0.1 ms, a third of a fetch) on the hot path; see docs/socket-api.md.
         """
         nowait = getattr(self.backend, "credentials_nowait", None)
-        if nowait is None or request.method != "GET":
-            return None
+        if nowait is None or request.method != "GET" or request.header(lifetime.HEADER):
+            return None  # a lifetime guard may refresh first: a worker thread
         path = request.path
         if not path.startswith(_CREDENTIALS_PREFIX):
             return None
@@ -118,7 +118,7 @@ class Api:
 
     def _credentials(self, request: Request, params: dict[str, str]) -> Response:
         profile = decode_profile(params["profile"])
-        creds = self.backend.credentials(profile)
+        creds = lifetime.guarded(self.backend, profile, request.header(lifetime.HEADER))
         return Response.json(200, creds.to_process_json(), _NO_STORE)
 
     def _mfa(self, request: Request, params: dict[str, str]) -> Response:

@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from credd import lifetime
 from credd.endpoint import HOST, PATH_PREFIX
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
@@ -141,8 +142,8 @@ class ContainerApi:
         if isinstance(checked, Response):
             return checked
         nowait = getattr(self.backend, "credentials_nowait", None)
-        if nowait is None:
-            return None
+        if nowait is None or request.header(lifetime.HEADER):
+            return None  # a lifetime guard may refresh first: a worker thread
         try:
             creds = nowait(checked)
         except Exception:  # the full path reports it
@@ -157,7 +158,7 @@ class ContainerApi:
         if isinstance(checked, Response):
             return checked
         try:
-            creds = self.backend.credentials(checked)
+            creds = lifetime.guarded(self.backend, checked, request.header(lifetime.HEADER))
         except CreddError as err:
             return error_json(err)
         except Exception as exc:  # its text may hold a secret: log the type and the stack only

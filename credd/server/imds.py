@@ -38,6 +38,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from credd import lifetime
 from credd.clock import Clock, isoformat_z
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
@@ -250,8 +251,8 @@ class ImdsApi:
         if answer is not None:
             return answer
         creds = self._held()
-        if creds is None:
-            return None
+        if creds is None or request.header(lifetime.HEADER):
+            return None  # not held, or a lifetime guard that may refresh first
         return _json(imds_json(creds, isoformat_z(self.clock.now())))
 
     def handle(self, request: Request) -> Response:
@@ -260,7 +261,7 @@ class ImdsApi:
         if quick is not None:
             return quick
         try:
-            creds = self.backend.credentials(self.profile)
+            creds = lifetime.guarded(self.backend, self.profile, request.header(lifetime.HEADER))
         except CreddError as err:
             return _error(err)
         except Exception as exc:  # its text may hold a secret: log the type and the stack only
