@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.cli_store import register as register_store
 
     register_store(sub)
+    from credd.cli_forget import register as register_forget
+
+    register_forget(sub)
     from credd.doctor import register as register_doctor
 
     register_doctor(sub)

@@ -330,6 +330,56 @@ class Manager:
         self._wait(self._refresh(self._nodes[plan.target.key], "asked for"))
         return self.profile_status(profile)
 
+    def forget(self, profile: str | None) -> dict[str, list[str]]:
+        """Drop held and saved sessions and credd's file sections: of ``profile`` (its own nodes;
+        an MFA session other profiles also use is kept), or of every profile (``None``). Nothing
+        else (keys, seeds, the SSO cache shared with the AWS CLI: see ``credd logout``) is
+        touched; a dropped SSO token node reads that cache again. Dropped nodes wait,
+        unscheduled, until a request or ``credd refresh`` fetches anew. Returns what went."""
+        chosen = None if profile is None else self._ref(profile)
+        with self._lock:
+            refs = dict(self._profiles) if chosen is None else {chosen.name: chosen}
+            others = [r.plan for n, r in self._profiles.items() if r.plan and n not in refs]
+        shared = {node.key for plan in others for node in plan.nodes()}
+        keys = [
+            node.key
+            for ref in refs.values()
+            if ref.plan is not None
+            for node in ref.plan.nodes()
+            if node.key not in shared  # an sso-token node: only the copy in memory
+        ]
+        done: dict[str, list[str]] = {"sessions": [], "saved": [], "file_sections": []}
+        for key in dict.fromkeys(keys):
+            entry = self._nodes[key]
+            inflight = entry.inflight
+            if inflight is not None:  # let a running refresh land first, then drop it
+                self._wait(inflight)
+            self._scheduler.cancel(key)
+            with entry.lock:
+                held = entry.creds is not None
+                entry.creds, entry.state, entry.error, entry.waiting_for = (
+                    None,
+                    "pending",
+                    None,
+                    None,
+                )
+                entry.next_refresh_at = entry.last_refresh_at = None
+            if held:
+                done["sessions"].append(key)
+            if self._persist is not None and self._persist.delete(key):
+                done["saved"].append(key)
+        for ref in refs.values():
+            prof = ref.plan.target.profile if ref.plan else None
+            if prof is not None and prof.file_profile and self._writer is not None:
+                try:
+                    removed = self._writer.remove([prof.file_profile], owner=prof.name)
+                except CreddError as exc:
+                    log.warning("profile %s: could not remove its file section: %s", prof.name, exc)
+                    continue
+                done["file_sections"] += removed
+        log.info("forgot %s: %s", profile or "every profile", done)
+        return done
+
     # -- internals: lookup -----------------------------------------------------------------
 
     def _ref(self, profile: str) -> ProfileRef:

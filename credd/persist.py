@@ -199,15 +199,16 @@ class Persist:
             self.saved += 1
         log.debug("%s: session saved in the secret store", node.key)
 
-    def delete(self, key: str) -> None:
-        """Forget the saved value of node ``key`` (the node changed or is gone)."""
+    def delete(self, key: str) -> bool:
+        """Forget the saved value of node ``key`` (the node changed or is gone, or ``credd
+        forget``). True when one was there."""
         with self._lock:
             if not self.enabled:
-                return
+                return False
             index = self._load_index()
             if index is not None and key not in index:
-                return  # nothing saved under this key by any credd run
-            self._delete(key)
+                return False  # nothing saved under this key by any credd run
+            return self._delete(key)
 
     def prune(self, keep: set[str]) -> None:
         """Delete saved values of nodes not in ``keep`` (removed from the config)."""
@@ -253,14 +254,16 @@ class Persist:
         log.warning("%s: an unreadable saved session was deleted: %s", key, exc.message)
         self.dropped += 1
 
-    def _delete(self, key: str) -> None:
+    def _delete(self, key: str) -> bool:
         try:
-            self._store.delete_session(key)
+            found = self._store.delete_session(key)
             if self._index is not None and key in self._index:
                 self._index.discard(key)
                 self._write_index()
         except CreddError as exc:
             self._disable(exc)
+            return False
+        return bool(found)
 
     def _load_index(self) -> set[str] | None:
         if self._index is None:

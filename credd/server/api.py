@@ -7,6 +7,7 @@ Paths (version 1; see docs/socket-api.md)::
     POST /v1/profiles/{profile}/mfa         {"code": "123456"} -> {"profile": status}
     POST /v1/profiles/{profile}/refresh     (empty body or {}) -> {"profile": status}
     POST /v1/imds/{profile}                 {"lease"?: bool} -> {"imds": endpoint} (docs/imds.md)
+    POST /v1/forget                         {"profile": P} or {"all": true} -> {"forgot": {...}}
     GET  /v1/metrics                        Prometheus text format (see docs/metrics.md)
 
 No I/O happens here: a transport builds the :class:`Request` and writes the :class:`Response`.
@@ -65,6 +66,7 @@ class Api:
         self._add("POST", "/v1/profiles/{profile}/refresh", self._refresh)
         self._add("GET", "/v1/metrics", self._metrics)
         self._add("POST", "/v1/imds/{profile}", self._imds)
+        self._add("POST", "/v1/forget", self._forget)
 
     def _add(self, method: str, pattern: str, handler: Handler) -> None:
         def routed(request: Request, params: dict[str, str]) -> Response:
@@ -154,6 +156,18 @@ class Api:
             raise RequestError("a lease needs a caller whose process id is known")
         endpoint = self.imds.open(profile, lease_pid=pid)
         return Response.json(200, {"imds": endpoint}, _NO_STORE)
+
+    def _forget(self, request: Request, params: dict[str, str]) -> Response:
+        data = request.json_body()
+        _only_fields(data, {"profile", "all"})
+        profile, everything = data.get("profile"), data.get("all") is True
+        if everything == isinstance(profile, str):
+            raise RequestError('send {"profile": "NAME"} or {"all": true}')
+        forget = getattr(self.backend, "forget", None)
+        if forget is None:
+            raise NotFound("this daemon cannot forget sessions")
+        name = None if everything else decode_profile(str(profile))
+        return Response.json(200, {"forgot": forget(name)}, _NO_STORE)
 
     def _metrics(self, request: Request, params: dict[str, str]) -> Response:
         _only_fields(request.json_body(allow_empty=True), set())
