@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.cli_forget import register as register_forget
 
     register_forget(sub)
+    from credd.relay import register as register_relay
+
+    register_relay(sub)
     from credd.doctor import register as register_doctor
 
     register_doctor(sub)

@@ -1,0 +1,186 @@
+"""``credd relay``: the daemon's loopback endpoints, reachable inside a container's network.
+
+A container (Docker, Podman, a bare ``ip netns``) has its own network namespace: its
+``127.0.0.1`` is not the host's, and SDKs accept a container-credentials host only on loopback
+(or 169.254.170.2). The relay listens on ``127.0.0.1:PORT`` *inside* the container's namespace
+and carries each connection, byte for byte, to ``127.0.0.1:PORT`` on the host, where the daemon's
+container (or IMDS) endpoint runs. Nothing is bound to a bridge address, nothing is reachable from
+the network, and no key is copied into the container:
+
+* the listening socket is made inside the target namespace (``setns``, bind, ``setns`` back), and
+  every connection to the daemon is made from the host's namespace by the relay's own process, so
+  the daemon's peer-uid check sees the relay's uid: run it as the daemon's user;
+* the container still needs the endpoint token (``AWS_CONTAINER_AUTHORIZATION_TOKEN``) for the
+  container endpoint; IMDS needs none (its PUT token is obtained through the relay), so anything
+  in the container's namespace can read credentials: relay into containers you trust;
+* the ``Host`` the container sends is ``127.0.0.1:PORT``, the same port as the host's, so the
+  endpoints' Host check passes unchanged.
+
+See docs/containers.md. Linux only; entering a namespace needs the right to (root, or the user
+namespace that owns it: rootless Podman).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+
+from credd.errors import ConfigError, UsageError
+
+__all__ = ["listen_in_netns", "register", "serve"]
+
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = "/run/netns"
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise ConfigError(
+            f"cannot enter the network namespace: {os.strerror(err)}",
+            hint="run as root, or inside the user namespace that owns it (podman unshare)",
+        )
+
+
+def netns_path(name: str) -> str:
+    """``ip netns`` names live in /run/netns; a path (``/proc/PID/ns/net``) is used as it is."""
+    return name if "/" in name else os.path.join(NETNS_DIR, name)
+
+
+@contextlib.contextmanager
+def _inside(path: str) -> Iterator[None]:
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        os.close(home)
+        raise ConfigError(f"cannot open the network namespace {path}: {exc.strerror}") from None
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def listen_in_netns(path: str, port: int) -> socket.socket:
+    """A listening socket on ``127.0.0.1:port`` inside the namespace at ``path``."""
+    with _inside(path):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(64)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{port} in {path}: {exc.strerror or exc}",
+                hint="is the namespace's loopback up (ip link set lo up)? is the port free there?",
+            ) from None
+    return sock
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def _carry(client: socket.socket, port: int) -> None:
+    try:
+        upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+    except OSError:
+        client.close()
+        return
+    upstream.settimeout(None)
+    back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+    back.start()
+    _pipe(client, upstream)
+    back.join(120)
+    client.close()
+    upstream.close()
+
+
+def serve(listeners: dict[int, socket.socket], stop: threading.Event | None = None) -> None:
+    """Accept on every listener (port -> socket) and carry connections to the host's port."""
+    stop = stop or threading.Event()
+
+    def accept_loop(port: int, sock: socket.socket) -> None:
+        sock.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                client, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            threading.Thread(target=_carry, args=(client, port), daemon=True).start()
+
+    threads = [
+        threading.Thread(target=accept_loop, args=item, daemon=True) for item in listeners.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    ports = args.port or []
+    if not ports:
+        from credd.client import Client
+
+        endpoint = (Client(args.socket).status().get("daemon") or {}).get("endpoint") or {}
+        if not endpoint.get("port"):
+            raise UsageError("which port?", hint="--port N (the daemon's endpoint is off)")
+        ports = [int(endpoint["port"])]
+    path = netns_path(args.netns)
+    listeners = {port: listen_in_netns(path, port) for port in ports}
+    shown = ", ".join(f"127.0.0.1:{p}" for p in ports)
+    sys.stderr.write(f"credd: relaying {shown} in {path} to the same ports on this host\n")
+    sys.stderr.flush()
+    try:
+        serve(listeners)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``relay`` to the main parser's subcommands."""
+    p = subparsers.add_parser(
+        "relay",
+        help="make the daemon's endpoints reachable on 127.0.0.1 inside a container's network",
+        description="Listen on 127.0.0.1:PORT inside a network namespace (an ip netns name, or "
+        "/proc/PID/ns/net of a container's process) and carry each connection to the same port "
+        "on this host's loopback, where credd's endpoints run. See docs/containers.md.",
+    )
+    p.add_argument("--netns", required=True, metavar="NAME|PATH", help="the network namespace")
+    p.add_argument(
+        "--port",
+        type=int,
+        action="append",
+        metavar="PORT",
+        help="a port to relay (repeatable; default: the container endpoint's)",
+    )
+    p.add_argument("--socket", metavar="PATH", help="the daemon's socket (to find its port)")
+    p.set_defaults(func=cmd_relay)
