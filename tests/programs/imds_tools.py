@@ -27,9 +27,28 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
+import duckdb
 import polars as pl
 
 HERE = Path(__file__).parent
+
+
+def duckdb_connection(endpoint: str) -> duckdb.DuckDBPyConnection:
+    """DuckDB with httpfs and aws loaded from their PyPI packages (no download), and one S3
+    secret from the AWS C++ SDK's instance provider (IMDS), refreshed on expiry."""
+    import duckdb_extension_aws
+    import duckdb_extension_httpfs
+
+    con = duckdb.connect()
+    for module, name in ((duckdb_extension_httpfs, "httpfs"), (duckdb_extension_aws, "aws")):
+        path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+        con.sql(f"LOAD '{path / (name + '.duckdb_extension')}'")
+    url = urlsplit(endpoint)
+    con.sql(
+        "CREATE SECRET imds (TYPE s3, PROVIDER credential_chain, CHAIN 'instance', "
+        f"REFRESH auto, ENDPOINT '{url.netloc}', URL_STYLE 'path', USE_SSL false)"
+    )
+    return con
 
 
 def imds_left() -> tuple[str, float]:
@@ -71,7 +90,8 @@ def main() -> None:
         text=True,
     )
     storage = {"aws_endpoint_url": args.endpoint, "aws_allow_http": "true"}
-    counts = {"boto3": 0, "polars": 0, "cli": 0}
+    counts = {"boto3": 0, "polars": 0, "cli": 0, "duckdb": 0}
+    duck = duckdb_connection(args.endpoint)
     failed: list[str] = []
     keys: set[str] = set()
     min_left = float("inf")
@@ -98,6 +118,14 @@ def main() -> None:
             counts["polars"] += 1
         except Exception as exc:
             failed.append(f"polars: {type(exc).__name__}: {exc}"[:300])
+        try:
+            (n,) = duck.sql(
+                f"SELECT count(*) FROM read_parquet('s3://{args.bucket}/table.parquet')"  # noqa: S608
+            ).fetchone()  # type: ignore[misc]
+            assert n == 1000
+            counts["duckdb"] += 1
+        except Exception as exc:
+            failed.append(f"duckdb: {type(exc).__name__}: {exc}"[:300])
         if rounds % args.cli_every == 1:
             done = subprocess.run(
                 ["/usr/bin/aws", "s3api", "head-object", "--bucket", args.bucket, "--key",
