@@ -264,7 +264,7 @@ def test_env_imds_points_every_sdk_family_at_a_persistent_endpoint(
             "AWS_PROFILE", "AWS_ACCESS_KEY_ID"} <= set(data["unset"])  # fmt: skip
     assert "credd_imds = PORT" in out.stderr  # how to make it survive a restart
     again = json.loads(setup.credd("env", "--imds", "work", "--format", "json").stdout)
-    assert again["set"]["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == url  # reused, not a second one
+    assert again["set"]["AWS_METADATA_ENDPOINT"] == url  # reused, not a second one
 
 
 def test_exec_imds_wins_over_static_keys_and_the_container_route_and_ends_with_the_command(
