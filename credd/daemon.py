@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from credd import awsconfig, notify
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import CreddError, SecretStoreError
@@ -121,9 +121,13 @@ class Daemon:
         # A daemon nobody watches must never raise an unlock prompt: a locked keyring is reported.
         self.secrets = secrets or SecretStore(allow_prompt=False)
         sandbox_sessions = awsconfig.session_minimum(self.environ) < awsconfig.SESSION_MIN
-        self.clients = ClientFactory(parameter_validation=not sandbox_sessions)
+        # One factory for every AWS call (STS, IAM, SSO-OIDC, SSO portal): reload resets it once.
+        self.clients = ClientFactory(
+            parameter_validation=not sandbox_sessions, limiter=Limiter(max_inflight(self.environ))
+        )
         self.ledger = CodeLedger(self.clock)
-        self.tokens = TokenStore(clock=self.clock)  # the SSO cache shared with the AWS CLI
+        # the SSO cache shared with the AWS CLI
+        self.tokens = TokenStore(clients=self.clients, clock=self.clock)
         self.scheduler = ApsScheduler()
         self.manager = Manager(
             source_factory=self._source,
@@ -172,7 +176,7 @@ class Daemon:
         except CreddError as exc:
             log.error("config not reloaded, keeping the previous one: %s", exc)
             return
-        self.clients.forget()
+        self.clients.load(config.full)  # every cached client goes: new endpoints apply at once
         self.manager.load(config)
         log.info("config reloaded: %d managed profiles", len(config.managed) + len(config.broken))
 
@@ -183,6 +187,7 @@ class Daemon:
         except SecretStoreError as exc:
             # Profiles with keys in the files and mfa_process can still work: say it, go on.
             log.warning("secret store not usable: %s", exc)
+        self.clients.load(config.full)
         self.manager.load(config)
         self.server.start()
         self.start_endpoint()

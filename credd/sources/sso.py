@@ -11,12 +11,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
+from credd.aws.errors import Subject, translate
 from credd.clock import UTC
-from credd.errors import AwsAccessDenied, LoginRequired, UsageError
+from credd.errors import UsageError
 from credd.models import Credentials
 from credd.planner import Node
-from credd.sources.aws_errors import translate
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +42,21 @@ class SsoRoleSource:
         )
 
     def fetch(self) -> Credentials:
-        import botocore.exceptions
-
         token = self._parent().session_token or ""
         name = self.node.profile.name
-        portal = self._clients.unsigned_client("sso", name, self.sso.region)
+        subject = Subject(
+            repr(name),
+            login=f"credd login {name}",
+            profile=name,
+            denied_hint="check sso_account_id and sso_role_name (aws sso list-account-roles)",
+        )
         try:
+            portal = self._clients.unsigned_client("sso", name, self.sso.region)
             reply = portal.get_role_credentials(
                 roleName=self.sso.role_name, accountId=self.sso.account_id, accessToken=token
             )
-        except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "UnauthorizedException":
-                raise LoginRequired(
-                    f"IAM Identity Center no longer accepts the login of {name!r}",
-                    hint=f"run: credd login {name}",
-                ) from None
-            if code in {"ForbiddenException", "ResourceNotFoundException"}:
-                raise AwsAccessDenied(
-                    f"role {self.sso.role_name} in account {self.sso.account_id} is not "
-                    f"assigned to this login ({code})",
-                    hint="check sso_account_id and sso_role_name (aws sso list-account-roles)",
-                ) from None
-            raise translate(exc, profile=name, action="sso:GetRoleCredentials") from None
         except Exception as exc:
-            raise translate(exc, profile=name, action="sso:GetRoleCredentials") from None
+            raise translate(exc, action="sso:GetRoleCredentials", subject=subject) from None
         r = reply["roleCredentials"]
         creds = Credentials(
             r["accessKeyId"],
