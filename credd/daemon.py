@@ -99,6 +99,10 @@ def summary(statuses: Iterable[ProfileStatus]) -> str:
     return ", ".join(parts)
 
 
+#: While a person is needed, how often the desktop notifier looks again (for its reminders).
+OBSERVE_EVERY = 60.0
+
+
 class Daemon:
     """The running daemon's parts, built from the environment; ``serve()`` blocks."""
 
@@ -145,6 +149,8 @@ class Daemon:
         self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
         self.watchdog_every = watchdog_interval(self.environ)
         self._status_sent: str | None = None
+        self._changes_seen: int | None = None  # the manager's change counter at the last build
+        self._next_observe = 0.0
         self._unhealthy: str | None = None
         self.endpoint_settings = endpoint or EndpointSettings.resolve(environ=self.environ)
         self.endpoint: LoopbackServer | None = None
@@ -271,7 +277,16 @@ class Daemon:
             self.shutdown()
 
     def update_status(self) -> None:
-        """Send ``STATUS=`` when the summary changed."""
+        """Send ``STATUS=`` when the summary changed, and show the desktop what changed.
+
+        Idle means idle: statuses are rebuilt only when the manager's change counter moved, or,
+        while a person is needed, once a minute (the notifier's reminders), never per tick."""
+        changes, now = self.manager.changes, time.monotonic()
+        if changes == self._changes_seen and not (
+            now >= self._next_observe and self.desktop.pending()
+        ):
+            return
+        self._changes_seen, self._next_observe = changes, now + OBSERVE_EVERY
         statuses = self.manager.status()
         self.desktop.observe(statuses)
         text = summary(statuses)
@@ -301,7 +316,7 @@ class Daemon:
                 self.notifier.status(f"unhealthy: {problem}")
             else:
                 log.info("healthy again")
-                self._status_sent = None  # resend the summary
+                self._status_sent = self._changes_seen = None  # resend the summary
             self._unhealthy = problem
         return problem is None
 

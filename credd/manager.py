@@ -130,6 +130,9 @@ class Manager:
         self._running = False
         #: more daemon facts for ``status`` (e.g. the container endpoint's URL); never secrets
         self.info_extra: dict[str, Any] = {}
+        #: bumped whenever a profile's state may have changed (load, refresh start and end):
+        #: watchers rebuild statuses only when it moved, so an idle daemon does no work per profile
+        self.changes = 0
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class Manager:
         for entry in restored:
             if entry.creds is not None:
                 self._write_files(entry, entry.creds)
+        self._changed()
         if self._running:
             for key, entry in nodes.items():
                 if old.get(key) is not entry:
@@ -434,12 +438,17 @@ class Manager:
         with contextlib.suppress(CreddError):  # the outcome is recorded on the entry
             self._refresh(entry, "scheduled").result()
 
+    def _changed(self) -> None:
+        with self._lock:
+            self.changes += 1
+
     def _refresh(self, entry: Entry, reason: str) -> Future[Credentials]:
         with entry.lock:
             if entry.inflight is not None:
                 return entry.inflight
             future: Future[Credentials] = Future()
             entry.inflight = future
+        self._changed()
         log.info("%s: refreshing (%s)", entry.key, reason)
         threading.Thread(
             target=self._run, args=(entry, future), daemon=True, name=f"credd-refresh-{entry.key}"
@@ -470,6 +479,7 @@ class Manager:
             self._save(entry, outcome, issued)
         with entry.lock:
             entry.inflight = None
+        self._changed()
         if isinstance(outcome, CreddError):
             future.set_exception(outcome)
         else:
