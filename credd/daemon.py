@@ -132,7 +132,7 @@ class Daemon:
         self.ledger = CodeLedger(self.clock)
         # the SSO cache shared with the AWS CLI
         self.tokens = TokenStore(clients=self.clients, clock=self.clock)
-        self.scheduler = ApsScheduler()
+        self.scheduler = ApsScheduler(workers=self.clients.limiter.size)
         self.manager = Manager(
             source_factory=self._source,
             scheduler=self.scheduler,
