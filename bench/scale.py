@@ -178,7 +178,7 @@ def wait_fresh(client: Client, n: int, proc: subprocess.Popen[bytes], timeout: f
             continue
         if len(profiles) >= n and all(p["state"] == "fresh" for p in profiles):
             return time.monotonic()
-        time.sleep(0.2)
+        time.sleep(0.5)
     raise SystemExit(f"not all fresh after {timeout:.0f} s")
 
 
@@ -268,19 +268,20 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run the scenarios ``argv`` asks for, print the table and the ratios; return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--roles", default="1,100,1000", help="role profile counts")
     parser.add_argument("--sso", default="1,1000", help="SSO profile counts ('' for none)")
     parser.add_argument("--idle", type=float, default=20.0, help="idle window, seconds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="credd-scale-sandbox-") as tmp:
         sandbox = SandboxProcess(log_path=str(Path(tmp) / "sandbox.log"))
         sandbox.start()
         try:
             admin = AdminClient(sandbox.endpoint)
-            rows = []
             plan = [("role", int(n)) for n in args.roles.split(",") if n]
             plan += [("sso", int(n)) for n in args.sso.split(",") if n]
             print(f"{'scenario':<12} {'fresh s':>8} {'RSS MB':>7} {'thr':>4} {'fds':>4} "
@@ -301,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     if args.json:
         args.json.write_text(json.dumps({"scale": rows}, indent=2))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
     return 0
 
 

@@ -133,6 +133,7 @@ class Manager:
         #: bumped whenever a profile's state may have changed (load, refresh start and end):
         #: watchers rebuild statuses only when it moved, so an idle daemon does no work per profile
         self.changes = 0
+        self._status_cache: tuple[int, list[ProfileStatus]] | None = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -187,11 +188,11 @@ class Manager:
         for entry in restored:
             if entry.creds is not None:
                 self._write_files(entry, entry.creds)
-        self._changed()
         if self._running:
             for key, entry in nodes.items():
                 if old.get(key) is not entry:
                     self._schedule_first(entry)
+        self._changed()
 
     def start(self) -> None:
         """Fetch every node now, parents first, except those restored from a saved session:
@@ -224,9 +225,16 @@ class Manager:
         return info
 
     def status(self) -> list[ProfileStatus]:
+        """Every profile's status; rebuilt only when :attr:`changes` moved since the last build
+        (a thousand profiles cost one build per change, not one per request)."""
         with self._lock:
-            names = sorted(self._profiles)
-        return [self.profile_status(n) for n in names]
+            changes, cached, names = self.changes, self._status_cache, sorted(self._profiles)
+        if cached is not None and cached[0] == changes:
+            return list(cached[1])
+        built = [self.profile_status(n) for n in names]
+        with self._lock:
+            self._status_cache = (changes, built)  # tagged with the count read before building
+        return list(built)
 
     def profile_status(self, profile: str) -> ProfileStatus:
         ref = self._ref(profile)
@@ -385,6 +393,7 @@ class Manager:
     def _schedule(self, entry: Entry, at: datetime) -> None:
         entry.next_refresh_at = at
         self._scheduler.schedule(entry.key, at, lambda: self._job(entry))
+        self._changed()
 
     def _schedule_first(self, entry: Entry) -> None:
         """A node's first job: now, or ahead of the expiry of a restored session."""

@@ -260,6 +260,9 @@ class ClientFactory:
             retries={"mode": "standard", "total_max_attempts": 2},
             user_agent_extra="credd",
             parameter_validation=self._validate,
+            # a client is shared by every profile with the same settings: as many connections
+            # as calls may be in flight, so none is opened and thrown away per call
+            max_pool_connections=max(10, self.limiter.size),
             **extra,
         )
 
