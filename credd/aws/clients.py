@@ -266,8 +266,17 @@ class ClientFactory:
             **extra,
         )
 
-    def client(self, service: str, profile: str, credentials: Credentials) -> Any:
-        """A client signed with ``credentials``, in the profile's region and endpoint."""
+    def client(
+        self,
+        service: str,
+        profile: str,
+        credentials: Credentials,
+        *,
+        region: str | None = None,
+        **config: Any,
+    ) -> Any:
+        """A client signed with ``credentials``, in the profile's region (or ``region``) and
+        endpoint. ``config``: extra botocore ``Config`` options (e.g. ``signature_version``)."""
         digest = hashlib.sha256(
             "\0".join(
                 (
@@ -277,18 +286,18 @@ class ClientFactory:
                 )
             ).encode("utf-8")
         ).hexdigest()
-        key = (service, "signed", self.settings_key(profile), digest)
+        extra = repr(sorted(config.items()))
+        key = (service, "signed", self.settings_key(profile), digest, region, extra)
 
         def make() -> Any:
             session = self.session(profile)
-            region = session.get_config_variable("region") or DEFAULT_REGION
             return session.create_client(
                 service,
-                region_name=region,
+                region_name=region or session.get_config_variable("region") or DEFAULT_REGION,
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
-                config=self._config(),
+                config=self._config(**config),
             )
 
         return self._cached(key, service, make)
