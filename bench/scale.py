@@ -178,7 +178,7 @@ def wait_fresh(client: Client, n: int, proc: subprocess.Popen[bytes], timeout: f
             continue
         if len(profiles) >= n and all(p["state"] == "fresh" for p in profiles):
             return time.monotonic()
-        time.sleep(0.5)
+        time.sleep(2.0)  # a status of 1,000 profiles is work for the daemon too: ask rarely
     raise SystemExit(f"not all fresh after {timeout:.0f} s")
 
 
