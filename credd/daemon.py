@@ -101,6 +101,8 @@ def summary(statuses: Iterable[ProfileStatus]) -> str:
 
 #: While a person is needed, how often the desktop notifier looks again (for its reminders).
 OBSERVE_EVERY = 60.0
+#: While profiles keep changing, statuses are rebuilt at most every this many build times.
+STATUS_COST_FACTOR = 10.0
 
 
 class Daemon:
@@ -151,6 +153,10 @@ class Daemon:
         self._status_sent: str | None = None
         self._changes_seen: int | None = None  # the manager's change counter at the last build
         self._next_observe = 0.0
+        self._next_build = 0.0
+        #: statuses are rebuilt at most this many times their build cost apart while profiles keep
+        #: changing (1,000 refreshing profiles: a build per few seconds, not per 0.5 s tick)
+        self.status_cost_factor = STATUS_COST_FACTOR
         self._unhealthy: str | None = None
         self.endpoint_settings = endpoint or EndpointSettings.resolve(environ=self.environ)
         self.endpoint: LoopbackServer | None = None
@@ -286,8 +292,12 @@ class Daemon:
             now >= self._next_observe and self.desktop.pending()
         ):
             return
+        if now < self._next_build:
+            return  # still changing fast: seen on a later tick
         self._changes_seen, self._next_observe = changes, now + OBSERVE_EVERY
         statuses = self.manager.status()
+        cost = time.monotonic() - now
+        self._next_build = now + cost * self.status_cost_factor
         self.desktop.observe(statuses)
         text = summary(statuses)
         if text != self._status_sent:

@@ -41,6 +41,7 @@ def test_idle_ticks_build_no_status_and_a_change_builds_one(tmp_path: Path) -> N
         return real()
 
     daemon.manager.status = counting  # type: ignore[method-assign]
+    daemon.status_cost_factor = 0.0  # no pacing between builds: each change is seen at once
     daemon.manager.load(awsconfig.load(daemon.environ))  # not started: nothing refreshes
     for _ in range(20):
         daemon.update_status()
