@@ -10,6 +10,9 @@
 3. ``credd get PROFILE`` wall time against ``python -c pass`` (same interpreter; target within
    1.3x) and ``/usr/bin/aws configure export-credentials`` on a static-key profile (target at
    least 5x faster). Runs are interleaved so drift hits both sides alike.
+4. Scale (bench/scale.py): 1, 100 and 1,000 role profiles and 1,000 SSO profiles, the real daemon
+   against the sandbox: time until all fresh, AWS calls, RSS, threads, fds, idle CPU, ``credd
+   status`` latency, marginal memory per profile, ratios to the goals (``--no-scale`` skips it).
 
 Servers run in a separate process (bench/servers.py); loads are bounded counts, loopback only.
 """
@@ -35,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import endpoint as endpoint_section  # noqa: E402
+from bench import scale as scale_section  # noqa: E402
 from credd.client import build_request, connect, exchange  # noqa: E402
 
 PROFILE = "bench"
@@ -338,6 +342,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--no-scale", action="store_true", help="skip bench/scale.py (minutes)")
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="credd-bench-"))
     servers = subprocess.Popen(
@@ -360,10 +365,22 @@ def main(argv: list[str]) -> int:
         servers.wait(10)
         shutil.rmtree(base, ignore_errors=True)
     misses = endpoint_section.report(endpoint) + report(sockets, get)
+    scale: list[dict[str, Any]] = []
+    if not args.no_scale:
+        print("\nscale (bench/scale.py): the real daemon and the sandbox, N profiles")
+        sizes = ["--roles", "1,100", "--sso", "100", "--idle", "5"] if args.quick else []
+        scale = scale_section.run(sizes)
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"socket": sockets, "endpoint": endpoint, "get": get, "misses": misses}, indent=2
+                {
+                    "socket": sockets,
+                    "endpoint": endpoint,
+                    "get": get,
+                    "scale": scale,
+                    "misses": misses,
+                },
+                indent=2,
             )
             + "\n"
         )

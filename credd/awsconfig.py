@@ -173,6 +173,8 @@ class AwsConfig:
     broken: Mapping[str, BrokenProfile]
     session_minimum: int = SESSION_MIN
     sso_sessions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: botocore's whole parsed config (with ``[services]``): what the client factory reads
+    full: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def require_profile(self, name: str) -> Mapping[str, Any]:
         try:
@@ -356,28 +358,9 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
     Raises ``ConfigError`` only when botocore itself cannot parse a file (then botocore-based
     tools fail too); a wrong credd key in one profile marks just that profile broken.
     """
-    import botocore.exceptions
-    import botocore.session
-
     env = os.environ if environ is None else environ
     minimum = session_minimum(env)
-    session = botocore.session.Session()
-    if environ is not None:
-        # botocore reads these two from os.environ; mirror them for an injected environment.
-        for var, key in (
-            ("AWS_CONFIG_FILE", "config_file"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
-        ):
-            if var in environ:
-                session.set_config_variable(key, environ[var])
-    try:
-        full = session.full_config
-    except botocore.exceptions.BotoCoreError as exc:
-        raise ConfigError(
-            f"the AWS config cannot be parsed: {exc}",
-            hint="fix the file (aws configure list shows the same error)",
-        ) from None
-
+    full = read_full_config(environ)
     profiles: dict[str, Mapping[str, Any]] = dict(full.get("profiles", {}))
     sso_sessions: dict[str, Mapping[str, Any]] = dict(full.get("sso_sessions", {}))
     managed: dict[str, ManagedProfile] = {}
@@ -404,7 +387,32 @@ def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
         broken=broken,
         session_minimum=minimum,
         sso_sessions=sso_sessions,
+        full=full,
     )
+
+
+def read_full_config(environ: Mapping[str, str] | None = None) -> Mapping[str, Any]:
+    """botocore's ``full_config`` (``profiles``, ``sso_sessions``, ``services``...) of the
+    current files: the one place credd reads them (the client factory and SSO use the result)."""
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session()
+    if environ is not None:
+        # botocore reads these two from os.environ; mirror them for an injected environment.
+        for var, key in (
+            ("AWS_CONFIG_FILE", "config_file"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
+        ):
+            if var in environ:
+                session.set_config_variable(key, environ[var])
+    try:
+        return dict(session.full_config)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(
+            f"the AWS config cannot be parsed: {exc}",
+            hint="fix the file (aws configure list shows the same error)",
+        ) from None
 
 
 def _check_file_profiles(

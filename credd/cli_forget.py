@@ -63,10 +63,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def _revoke(target: Any, token: Any, profile: str | None) -> str:
     """End the sign-in with the portal's ``Logout``; what happened, in words."""
-    from credd.sso.oidc import OidcClients
+    from credd.aws.clients import ClientFactory
 
     try:
-        client = OidcClients().client("sso", target, profile)
+        client = ClientFactory().unsigned_client("sso", profile, target.region)
         client.logout(accessToken=token.access_token)
     except Exception as exc:  # its text may hold the token: name the type only
         return (

@@ -200,7 +200,7 @@ def _mfa_session(
 
 
 def build_rotator(args: argparse.Namespace, clock: Clock) -> tuple[Rotator, IamCredentials]:
-    from credd.awsclients import ClientFactory
+    from credd.aws.clients import ClientFactory
     from credd.secrets import SecretStore
 
     store = SecretStore()

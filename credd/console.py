@@ -131,8 +131,8 @@ def console_credentials(
 
 
 def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: Any) -> Credentials:
+    from credd.aws.errors import translate
     from credd.secrets import SecretStore
-    from credd.sources.aws_errors import translate
     from credd.sources.session_token import from_sts
 
     keys = SecretStore().get_long_term_keys(name)
@@ -151,7 +151,7 @@ def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: A
 
 def cmd_console(args: argparse.Namespace) -> int:
     from credd import awsconfig
-    from credd.awsclients import ClientFactory
+    from credd.aws.clients import ClientFactory
     from credd.client import Client
 
     name = args.profile or awsconfig.profile_from_env() or "default"

@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from credd import awsconfig, notify
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import CreddError, SecretStoreError
@@ -100,6 +100,12 @@ def summary(statuses: Iterable[ProfileStatus]) -> str:
     return ", ".join(parts)
 
 
+#: While a person is needed, how often the desktop notifier looks again (for its reminders).
+OBSERVE_EVERY = 60.0
+#: While profiles keep changing, statuses are rebuilt at most every this many build times.
+STATUS_COST_FACTOR = 10.0
+
+
 class Daemon:
     """The running daemon's parts, built from the environment; ``serve()`` blocks."""
 
@@ -122,10 +128,14 @@ class Daemon:
         # A daemon nobody watches must never raise an unlock prompt: a locked keyring is reported.
         self.secrets = secrets or SecretStore(allow_prompt=False)
         sandbox_sessions = awsconfig.session_minimum(self.environ) < awsconfig.SESSION_MIN
-        self.clients = ClientFactory(parameter_validation=not sandbox_sessions)
+        # One factory for every AWS call (STS, IAM, SSO-OIDC, SSO portal): reload resets it once.
+        self.clients = ClientFactory(
+            parameter_validation=not sandbox_sessions, limiter=Limiter(max_inflight(self.environ))
+        )
         self.ledger = CodeLedger(self.clock)
-        self.tokens = TokenStore(clock=self.clock)  # the SSO cache shared with the AWS CLI
-        self.scheduler = ApsScheduler()
+        # the SSO cache shared with the AWS CLI
+        self.tokens = TokenStore(clients=self.clients, clock=self.clock)
+        self.scheduler = ApsScheduler(workers=self.clients.limiter.size)
         self.manager = Manager(
             source_factory=self._source,
             scheduler=self.scheduler,
@@ -146,6 +156,12 @@ class Daemon:
         self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
         self.watchdog_every = watchdog_interval(self.environ)
         self._status_sent: str | None = None
+        self._changes_seen: int | None = None  # the manager's change counter at the last build
+        self._next_observe = 0.0
+        self._next_build = 0.0
+        #: statuses are rebuilt at most this many times their build cost apart while profiles keep
+        #: changing (1,000 refreshing profiles: a build per few seconds, not per 0.5 s tick)
+        self.status_cost_factor = STATUS_COST_FACTOR
         self._unhealthy: str | None = None
         self.endpoint_settings = endpoint or EndpointSettings.resolve(environ=self.environ)
         self.endpoint: LoopbackServer | None = None
@@ -177,7 +193,7 @@ class Daemon:
         except CreddError as exc:
             log.error("config not reloaded, keeping the previous one: %s", exc)
             return
-        self.clients.forget()
+        self.clients.load(config.full)  # every cached client goes: new endpoints apply at once
         self.manager.load(config)
         self.imds.configure(config)
         log.info("config reloaded: %d managed profiles", len(config.managed) + len(config.broken))
@@ -189,6 +205,7 @@ class Daemon:
         except SecretStoreError as exc:
             # Profiles with keys in the files and mfa_process can still work: say it, go on.
             log.warning("secret store not usable: %s", exc)
+        self.clients.load(config.full)
         self.manager.load(config)
         self.server.start()
         self.start_endpoint()
@@ -274,8 +291,21 @@ class Daemon:
             self.shutdown()
 
     def update_status(self) -> None:
-        """Send ``STATUS=`` when the summary changed."""
+        """Send ``STATUS=`` when the summary changed, and show the desktop what changed.
+
+        Idle means idle: statuses are rebuilt only when the manager's change counter moved, or,
+        while a person is needed, once a minute (the notifier's reminders), never per tick."""
+        changes, now = self.manager.changes, time.monotonic()
+        if changes == self._changes_seen and not (
+            now >= self._next_observe and self.desktop.pending()
+        ):
+            return
+        if now < self._next_build:
+            return  # still changing fast: seen on a later tick
+        self._changes_seen, self._next_observe = changes, now + OBSERVE_EVERY
         statuses = self.manager.status()
+        cost = time.monotonic() - now
+        self._next_build = now + cost * self.status_cost_factor
         self.desktop.observe(statuses)
         text = summary(statuses)
         if text != self._status_sent:
@@ -304,7 +334,7 @@ class Daemon:
                 self.notifier.status(f"unhealthy: {problem}")
             else:
                 log.info("healthy again")
-                self._status_sent = None  # resend the summary
+                self._status_sent = self._changes_seen = None  # resend the summary
             self._unhealthy = problem
         return problem is None
 

@@ -130,6 +130,10 @@ class Manager:
         self._running = False
         #: more daemon facts for ``status`` (e.g. the container endpoint's URL); never secrets
         self.info_extra: dict[str, Any] = {}
+        #: bumped whenever a profile's state may have changed (load, refresh start and end):
+        #: watchers rebuild statuses only when it moved, so an idle daemon does no work per profile
+        self.changes = 0
+        self._status_cache: tuple[int, list[ProfileStatus]] | None = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ class Manager:
             for key, entry in nodes.items():
                 if old.get(key) is not entry:
                     self._schedule_first(entry)
+        self._changed()
 
     def start(self) -> None:
         """Fetch every node now, parents first, except those restored from a saved session:
@@ -220,9 +225,16 @@ class Manager:
         return info
 
     def status(self) -> list[ProfileStatus]:
+        """Every profile's status; rebuilt only when :attr:`changes` moved since the last build
+        (a thousand profiles cost one build per change, not one per request)."""
         with self._lock:
-            names = sorted(self._profiles)
-        return [self.profile_status(n) for n in names]
+            changes, cached, names = self.changes, self._status_cache, sorted(self._profiles)
+        if cached is not None and cached[0] == changes:
+            return list(cached[1])
+        built = [self.profile_status(n) for n in names]
+        with self._lock:
+            self._status_cache = (changes, built)  # tagged with the count read before building
+        return list(built)
 
     def profile_status(self, profile: str) -> ProfileStatus:
         ref = self._ref(profile)
@@ -364,6 +376,7 @@ class Manager:
                     None,
                 )
                 entry.next_refresh_at = entry.last_refresh_at = None
+            self._changed()
             if held:
                 done["sessions"].append(key)
             if self._persist is not None and self._persist.delete(key):
@@ -459,6 +472,7 @@ class Manager:
     def _schedule(self, entry: Entry, at: datetime) -> None:
         entry.next_refresh_at = at
         self._scheduler.schedule(entry.key, at, lambda: self._job(entry))
+        self._changed()
 
     def _schedule_first(self, entry: Entry) -> None:
         """A node's first job: now, or ahead of the expiry of a restored session."""
@@ -512,12 +526,17 @@ class Manager:
         with contextlib.suppress(CreddError):  # the outcome is recorded on the entry
             self._refresh(entry, "scheduled").result()
 
+    def _changed(self) -> None:
+        with self._lock:
+            self.changes += 1
+
     def _refresh(self, entry: Entry, reason: str) -> Future[Credentials]:
         with entry.lock:
             if entry.inflight is not None:
                 return entry.inflight
             future: Future[Credentials] = Future()
             entry.inflight = future
+        self._changed()
         log.info("%s: refreshing (%s)", entry.key, reason)
         threading.Thread(
             target=self._run, args=(entry, future), daemon=True, name=f"credd-refresh-{entry.key}"
@@ -548,6 +567,7 @@ class Manager:
             self._save(entry, outcome, issued)
         with entry.lock:
             entry.inflight = None
+        self._changed()
         if isinstance(outcome, CreddError):
             future.set_exception(outcome)
         else:

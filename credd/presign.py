@@ -243,7 +243,7 @@ def cmd_presign(
     err: TextIO | None = None,
 ) -> int:
     from credd import awsconfig
-    from credd.awsclients import ClientFactory
+    from credd.aws.clients import ClientFactory
     from credd.client import Client
     from credd.secrets import SecretStore
 

@@ -105,7 +105,7 @@ class Iam:
         self.label = label or user or ""  # the profile, for messages
 
     def _call(self, creds: Credentials, action: str, **kwargs: Any) -> Any:
-        from credd.sources.aws_errors import translate
+        from credd.aws.errors import translate
 
         if self.user:
             kwargs.setdefault("UserName", self.user)

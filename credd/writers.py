@@ -21,6 +21,7 @@ marker is never overwritten: :class:`~credd.errors.ForeignSection`. See docs/cre
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,6 +157,9 @@ class CredentialsFileWriter:
         self.clock: Clock = clock or SystemClock()
         self.before_commit: Callable[[Path], None] | None = None
         self.before_replace: Callable[[Path], None] | None = None
+        self._group = threading.Lock()
+        self._gathering: _Batch | None = None
+        self._committing = False
 
     def _update(self, transform: Callable[[str], str | None]) -> bool:
         return locked_update(
@@ -176,10 +180,62 @@ class CredentialsFileWriter:
         Sections credd does not own (and live sections owned by another credd profile) are left
         alone; the others are written, then :class:`ForeignSection` is raised naming the refused
         ones. Bad names or values raise :class:`ConfigError` before anything is touched.
+
+        Group commit: threads writing at the same time share one rewrite (the first one in
+        writes for all who joined while it waited), so 1,000 profiles refreshed together cost a
+        handful of rewrites of the file, not 1,000 rewrites queueing on its lock.
         """
         if not writes:
             return
         _validate(writes)
+        batch = self._join(writes)
+        if batch.error is not None:
+            raise batch.error
+        mine = {w.section for w in writes}
+        for w in writes:
+            if w.section not in batch.refused:
+                log.info(
+                    "wrote [%s] for %s (key %s, expires %s) to %s",
+                    w.section,
+                    w.owner,
+                    w.credentials.masked_key_id,
+                    isoformat_z(w.credentials.expiration) if w.credentials.expiration else "never",
+                    self.path,
+                )
+        refused = {k: v for k, v in batch.refused.items() if k in mine}
+        if refused:
+            raise _foreign_error(refused, {w.section: w.owner for w in writes}, self.path)
+
+    def _join(self, writes: Sequence[SectionWrite]) -> _Batch:
+        """Add ``writes`` to the batch being gathered; the first caller commits batches until
+        none is left, the others wait for theirs."""
+        with self._group:
+            batch = self._gathering
+            if batch is None:
+                batch = self._gathering = _Batch()
+            for w in writes:
+                batch.writes[w.section] = w  # a later write of a section wins
+            leader = not self._committing
+            if leader:
+                self._committing = True
+        if not leader:
+            batch.done.wait()
+            return batch
+        while True:
+            with self._group:
+                todo = self._gathering
+                self._gathering = None
+                if todo is None:
+                    self._committing = False
+                    break
+            try:
+                todo.refused = self._commit(list(todo.writes.values()))
+            except Exception as exc:  # handed to every writer of the batch
+                todo.error = exc
+            todo.done.set()
+        return batch
+
+    def _commit(self, writes: Sequence[SectionWrite]) -> dict[str, str | None]:
         refused: dict[str, str | None] = {}
 
         def transform(text: str) -> str | None:
@@ -212,18 +268,7 @@ class CredentialsFileWriter:
             return out if out != text else None
 
         self._update(transform)
-        for w in writes:
-            if w.section not in refused:
-                log.info(
-                    "wrote [%s] for %s (key %s, expires %s) to %s",
-                    w.section,
-                    w.owner,
-                    w.credentials.masked_key_id,
-                    isoformat_z(w.credentials.expiration) if w.credentials.expiration else "never",
-                    self.path,
-                )
-        if refused:
-            raise _foreign_error(refused, {w.section: w.owner for w in writes}, self.path)
+        return dict(refused)
 
     def remove(self, sections: Sequence[str], *, owner: str | None = None) -> list[str]:
         """Remove credd-owned sections (only those of ``owner`` when given).
@@ -280,6 +325,16 @@ class CredentialsFileWriter:
             if owner is not None:
                 out[sec.name] = owner
         return out
+
+
+@dataclass
+class _Batch:
+    """Writes gathered for one rewrite, and its outcome."""
+
+    writes: dict[str, SectionWrite] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+    refused: dict[str, str | None] = field(default_factory=dict)
+    error: Exception | None = None
 
 
 def _foreign_error(refused: dict[str, str | None], wanted: dict[str, str], path: Path) -> Exception:

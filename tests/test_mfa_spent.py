@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from credd import awsconfig
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.manager import Manager
 from credd.mfa import STEP, CodeLedger

@@ -13,7 +13,7 @@ import pyotp
 import pytest
 
 from credd import awsconfig
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
 from credd.clock import UTC, FakeClock
 from credd.manager import Manager
 from credd.mfa import CodeLedger

@@ -411,8 +411,8 @@ class ScriptedClients:
     def __init__(self, oidc: ScriptedOidc) -> None:
         self.oidc = oidc
 
-    def client(self, service: str, target: SsoTarget, profile: str | None = None) -> Any:
-        assert service == "sso-oidc"
+    def unsigned_client(self, service: str, profile: str | None, region: str) -> Any:
+        assert service == "sso-oidc" and region == SESSION.region
         return self.oidc
 
 

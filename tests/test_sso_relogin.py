@@ -117,7 +117,7 @@ def test_a_login_made_elsewhere_is_picked_up_within_a_minute_without_credd(
     ``login_required``, looks at the cache again a minute later (a file read) and wakes the
     role. In-process manager, the sandbox's clock moved with the manager's."""
     from credd import awsconfig
-    from credd.awsclients import ClientFactory
+    from credd.aws.clients import ClientFactory
     from credd.manager import Manager
     from credd.mfa import CodeLedger
     from credd.refresher import ManualScheduler, RefreshPolicy

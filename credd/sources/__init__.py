@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
 from credd.clock import Clock
 from credd.mfa import CodeLedger
 from credd.models import Credentials

@@ -9,14 +9,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
+from credd.aws.errors import translate
 from credd.clock import Clock
 from credd.errors import UsageError
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.planner import Node
 from credd.secrets import SecretStore
-from credd.sources.aws_errors import translate
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice
 from credd.sources.mfa_call import send_code

@@ -8,12 +8,12 @@ import os
 import threading
 from collections.abc import Mapping
 
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
+from credd.aws.errors import translate
 from credd.awsconfig import ManagedProfile
 from credd.errors import ConfigError, CreddError, SecretMissing, SecretStoreError
 from credd.models import Credentials
 from credd.secrets import SecretStore
-from credd.sources.aws_errors import translate
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from credd.aws.errors import THROTTLE_CODES as THROTTLED
 from credd.mfa import CodeLedger
-from credd.sources.aws_errors import THROTTLED
 
 T = TypeVar("T")
 

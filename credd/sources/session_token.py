@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
+from credd.aws.errors import translate
 from credd.awsconfig import ManagedProfile
 from credd.clock import UTC, Clock
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.secrets import SecretStore
-from credd.sources.aws_errors import translate
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice, long_term_keys
 from credd.sources.mfa_call import send_code

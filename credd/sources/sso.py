@@ -19,12 +19,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from credd.awsclients import ClientFactory
+from credd.aws.clients import ClientFactory
+from credd.aws.errors import Subject, error_code, translate
 from credd.clock import UTC
-from credd.errors import AwsAccessDenied, LoginRequired, UsageError
+from credd.errors import LoginRequired, UsageError
 from credd.models import Credentials
 from credd.planner import Node
-from credd.sources.aws_errors import translate
 from credd.sources.sso_token import RECHECK, target_of
 from credd.sso import TokenStore
 
@@ -85,27 +85,22 @@ class SsoRoleSource:
         raise exc
 
     def _role_credentials(self, token: str) -> Credentials:
-        import botocore.exceptions
-
         name = self.node.profile.name
-        portal = self._clients.unsigned_client("sso", name, self.sso.region)
+        subject = Subject(
+            f"role {self.sso.role_name} in account {self.sso.account_id} ({name!r})",
+            login=f"credd login {name}",
+            profile=name,
+            denied_hint="check sso_account_id and sso_role_name (aws sso list-account-roles)",
+        )
         try:
+            portal = self._clients.unsigned_client("sso", name, self.sso.region)
             reply: dict[str, Any] = portal.get_role_credentials(
                 roleName=self.sso.role_name, accountId=self.sso.account_id, accessToken=token
             )
-        except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "UnauthorizedException":
-                raise TokenRefused from None
-            if code in {"ForbiddenException", "ResourceNotFoundException"}:
-                raise AwsAccessDenied(
-                    f"role {self.sso.role_name} in account {self.sso.account_id} is not "
-                    f"assigned to this login ({code})",
-                    hint="check sso_account_id and sso_role_name (aws sso list-account-roles)",
-                ) from None
-            raise translate(exc, profile=name, action="sso:GetRoleCredentials") from None
         except Exception as exc:
-            raise translate(exc, profile=name, action="sso:GetRoleCredentials") from None
+            if error_code(exc) == "UnauthorizedException":
+                raise TokenRefused from None
+            raise translate(exc, action="sso:GetRoleCredentials", subject=subject) from None
         r = reply["roleCredentials"]
         creds = Credentials(
             r["accessKeyId"],

@@ -3,7 +3,7 @@ and ``credd login``. See docs/sso.md.
 
 - :mod:`credd.sso.settings`: which login a profile uses (:class:`SsoTarget`);
 - :mod:`credd.sso.cache`: ``~/.aws/sso/cache`` files (:class:`TokenCache`, :class:`SsoToken`);
-- :mod:`credd.sso.oidc`: unsigned SSO-OIDC clients and their errors;
+- :mod:`credd.sso.oidc`: SSO-OIDC calls (clients from :mod:`credd.aws`) and their errors;
 - :mod:`credd.sso.tokens`: when and how to refresh (:class:`TokenStore`, :func:`refresh_due`);
 - :mod:`credd.sso.login` / :mod:`credd.sso.loopback`: the login flows.
 """
@@ -11,7 +11,6 @@ and ``credd login``. See docs/sso.md.
 from __future__ import annotations
 
 from credd.sso.cache import Registration, SsoToken, TokenCache
-from credd.sso.oidc import OidcClients
 from credd.sso.settings import (
     SsoTarget,
     load_full_config,
@@ -22,7 +21,6 @@ from credd.sso.settings import (
 from credd.sso.tokens import TokenStore, refresh_at, refresh_due
 
 __all__ = [
-    "OidcClients",
     "Registration",
     "SsoTarget",
     "SsoToken",

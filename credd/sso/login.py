@@ -29,11 +29,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from credd.aws.clients import ClientFactory
 from credd.clock import UTC, Clock, SystemClock
 from credd.errors import AwsError, CreddError, LoginRequired
 from credd.sso.cache import Registration, SsoToken, TokenCache
 from credd.sso.loopback import REGISTERED_REDIRECT, CallbackServer
-from credd.sso.oidc import OidcClients, call, error_code, translate
+from credd.sso.oidc import call, error_code, translate
 from credd.sso.settings import SsoTarget
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class LoginFlow:
         *,
         profile: str | None = None,
         cache: TokenCache | None = None,
-        clients: OidcClients | None = None,
+        clients: ClientFactory | None = None,
         clock: Clock | None = None,
         io: LoginIo | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -93,7 +94,7 @@ class LoginFlow:
         self.profile = profile
         self.clock: Clock = clock or SystemClock()
         self.cache = cache or TokenCache(clock=self.clock)
-        self.clients = clients or OidcClients()
+        self.clients = clients or ClientFactory()
         self.io = io or LoginIo()
         self.timeout = timeout
         self._client: Any = None
@@ -101,7 +102,9 @@ class LoginFlow:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.clients.client("sso-oidc", self.target, self.profile)
+            self._client = self.clients.unsigned_client(
+                "sso-oidc", self.profile, self.target.region
+            )
         return self._client
 
     def _call(self, operation: str, action: str, **params: Any) -> dict[str, Any]:

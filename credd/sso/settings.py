@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,25 +83,11 @@ def parse_scopes(raw: str) -> tuple[str, ...]:
 
 
 def load_full_config(environ: Mapping[str, str] | None = None) -> Mapping[str, Any]:
-    """botocore's ``full_config`` (``profiles``, ``sso_sessions``...) for the current files."""
-    import botocore.exceptions
-    import botocore.session
+    """botocore's ``full_config`` for the current files, read by :mod:`credd.awsconfig` (the
+    one reader of the AWS files)."""
+    from credd.awsconfig import read_full_config
 
-    session = botocore.session.Session()
-    env = os.environ if environ is None else environ
-    for var, key in (
-        ("AWS_CONFIG_FILE", "config_file"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
-    ):
-        if var in env:
-            session.set_config_variable(key, env[var])
-    try:
-        return dict(session.full_config)
-    except botocore.exceptions.BotoCoreError as exc:
-        raise ConfigError(
-            f"the AWS config cannot be parsed: {exc}",
-            hint="fix the file (aws configure list shows the same error)",
-        ) from None
+    return read_full_config(environ)
 
 
 def _need(section: Mapping[str, Any], key: str, where: str, hint: str) -> str:

@@ -27,11 +27,12 @@ from collections import deque
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from credd.aws.clients import ClientFactory
 from credd.clock import Clock, SystemClock, isoformat_z
 from credd.errors import LoginRequired
 from credd.refresher import RefreshPolicy
 from credd.sso.cache import SsoToken, TokenCache
-from credd.sso.oidc import OidcClients, call
+from credd.sso.oidc import call
 from credd.sso.settings import SsoTarget
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,14 @@ class TokenStore:
     def __init__(
         self,
         cache: TokenCache | None = None,
-        clients: OidcClients | None = None,
+        clients: ClientFactory | None = None,
         *,
         clock: Clock | None = None,
         policy: RefreshPolicy | None = None,
     ) -> None:
         self.clock: Clock = clock or (cache.clock if cache is not None else SystemClock())
         self.cache = cache or TokenCache(clock=self.clock)
-        self.clients = clients or OidcClients()
+        self.clients = clients or ClientFactory()
         self.policy = policy or RefreshPolicy()
         self._lifetimes: dict[str, timedelta] = {}
         self._latest: dict[str, SsoToken] = {}  # tokens obtained but maybe not yet written
@@ -244,7 +245,7 @@ class TokenStore:
                 raise self._login_required(
                     target, profile, "the client registration has expired", token
                 )
-            client = self.clients.client("sso-oidc", target, profile)
+            client = self.clients.unsigned_client("sso-oidc", profile, target.region)
             try:
                 response = call(
                     client,
