@@ -114,7 +114,8 @@ def test_reload_during_a_slow_assume_role_serves_the_new_role_only(
     d = daemons.start()
     d.wait_state("r", "fresh")
     assert "/wide-" in caller_arn(daemons, d.get("r"))
-    admin.set_slow(8, count=1, actions=["AssumeRole"])
+    admin.set_slow(20, count=1, actions=["AssumeRole"])
+    role_config(daemons, narrow.arn)  # a less privileged role; read at the SIGHUP only
     asked = subprocess.Popen(  # `credd refresh r`: its AssumeRole (of the wide role) is slow
         [sys.executable, "-m", "credd.cli", "refresh", "r"],
         env=d.env,
@@ -122,8 +123,7 @@ def test_reload_during_a_slow_assume_role_serves_the_new_role_only(
         stderr=subprocess.DEVNULL,
     )
     try:
-        d.wait_state("r", "refreshing", timeout=30)
-        role_config(daemons, narrow.arn)  # a less privileged role
+        wait_log(d, "role:r: refreshing (asked for)")  # the slow call is in flight
         assert d.proc is not None
         d.proc.send_signal(signal.SIGHUP)
         wait_log(d, "config reloaded")
@@ -134,7 +134,7 @@ def test_reload_during_a_slow_assume_role_serves_the_new_role_only(
             asked.kill()
             asked.wait()
     # the old AssumeRole has returned by now: its outcome was dropped, nothing of it written
-    wait_log(d, "outcome of a refresh started before a reload dropped")
+    wait_log(d, "outcome of a refresh started before a reload dropped", timeout=60)
     creds = d.get("r")
     assert "/narrow-" in caller_arn(daemons, creds)
     p = d.profile("r")
