@@ -24,6 +24,9 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` (a fake clock just moves forward)."""
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (and stops while the machine is suspended)."""
+
 
 class SystemClock:
     """The real clock."""
@@ -35,6 +38,9 @@ class SystemClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
 
 class FakeClock:
     """A clock that only moves when told to (or when something sleeps on it). Thread-safe."""
@@ -44,6 +50,7 @@ class FakeClock:
         if self._now.tzinfo is None:
             raise ValueError("FakeClock needs an aware datetime")
         self._lock = threading.Lock()
+        self._mono = 0.0
         self.slept: list[float] = []
 
     def now(self) -> datetime:
@@ -55,14 +62,50 @@ class FakeClock:
         if seconds > 0:
             self.advance(seconds)
 
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._mono
+
     def advance(self, seconds: float) -> datetime:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            self._mono += max(seconds, 0.0)
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        """Time passes up to ``when`` (the monotonic clock moves with it; never backwards)."""
+        with self._lock:
+            self._mono += max((when - self._now).total_seconds(), 0.0)
+            self._now = when
+
+    def jump(self, seconds: float) -> datetime:
+        """Move the wall clock only, as a resume from suspend or a clock change does."""
         with self._lock:
             self._now += timedelta(seconds=seconds)
             return self._now
 
-    def set(self, when: datetime) -> None:
-        with self._lock:
-            self._now = when
+
+class ClockWatch:
+    """Notices the wall clock jumping against the monotonic clock.
+
+    Both clocks advance together while the machine runs. A resume from suspend moves the wall
+    clock by the time asleep while the monotonic clock stood still; setting the clock (NTP
+    catching up, a person) moves it alone as well. :meth:`check` returns the jump in seconds
+    (positive: forward) when the two drifted apart by more than ``tolerance`` since the last
+    check, else ``None``. Call it often (the daemon's serve loop does, every half second).
+    """
+
+    def __init__(self, clock: Clock, *, tolerance: float = 2.0) -> None:
+        self._clock = clock
+        self._tolerance = tolerance
+        self._wall = clock.now()
+        self._mono = clock.monotonic()
+
+    def check(self) -> float | None:
+        wall, mono = self._clock.now(), self._clock.monotonic()
+        drift = (wall - self._wall).total_seconds() - (mono - self._mono)
+        self._wall, self._mono = wall, mono
+        return drift if abs(drift) > self._tolerance else None
 
 
 def isoformat_z(when: datetime) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from credd import awsconfig, notify
 from credd.aws.clients import ClientFactory, Limiter, max_inflight
-from credd.clock import Clock, SystemClock
+from credd.clock import Clock, ClockWatch, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import CreddError, SecretStoreError
 from credd.imds import ImdsEndpoints
@@ -63,6 +63,10 @@ class RedactingFilter(logging.Filter):
         redacted = _SECRETISH.sub("[redacted]", message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:  # tracebacks (DEBUG) are masked too
+            record.exc_text = _SECRETISH.sub(
+                "[redacted]", logging.Formatter().formatException(record.exc_info)
+            )
         return True
 
 
@@ -167,6 +171,7 @@ class Daemon:
         self.endpoint: LoopbackServer | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self.clock_watch = ClockWatch(self.clock)
 
     def _source(self, node: Node, parent: Callable[[], Credentials]) -> Source:
         return build_source(
@@ -280,6 +285,7 @@ class Daemon:
                     self.reload()
                     self._status_sent = summary(self.manager.status())
                     self.notifier.ready(self._status_sent)
+                self.watch_clock()
                 self.update_status()
                 self.imds.reap()
                 if self.watchdog_every is not None and time.monotonic() >= next_ping:
@@ -289,6 +295,14 @@ class Daemon:
                 self._stop.wait(tick)
         finally:
             self.shutdown()
+
+    def watch_clock(self) -> None:
+        """After a resume from suspend or a clock change, run the refreshes now due: timers
+        wait on the monotonic clock, which stood still while the machine slept."""
+        jump = self.clock_watch.check()
+        if jump is not None:
+            log.info("the wall clock jumped %+.0f s (resume from suspend or clock change)", jump)
+            self.manager.wake()
 
     def update_status(self) -> None:
         """Send ``STATUS=`` when the summary changed, and show the desktop what changed.

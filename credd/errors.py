@@ -19,8 +19,8 @@ The tree::
      │    ├── MfaCodeReused         mfa_code_reused   4    409
      │    └── MfaProcessFailed      mfa_process_failed 4   502
      ├── DaemonUnavailable          daemon_unavailable 5   503
-     ├── SecretStoreError           secret_store_unavailable 6 503
-     │    ├── SecretStoreLocked     secret_store_locked 6  503
+     ├── SecretStoreError           secret_store_unavailable 6 503  (transient)
+     │    ├── SecretStoreLocked     secret_store_locked 6  503  (transient)
      │    └── SecretMissing         secret_missing    6    404
      ├── AwsError                   aws_error         7    502
      │    ├── AwsUnreachable        aws_unreachable   7    502  (transient)
@@ -153,11 +153,16 @@ class DaemonUnavailable(CreddError):
 
 
 class SecretStoreError(CreddError):
-    """The OS keyring (or chosen secret store) cannot be used."""
+    """The OS keyring (or chosen secret store) cannot be used; retried with backoff.
+
+    Transient: a Secret Service that went away (a restart, a late start at login, a D-Bus
+    hiccup) comes back by itself, and a locked one is unlocked by its owner's next login;
+    neither tells credd. A missing secret needs a person: :class:`SecretMissing` is not."""
 
     code = "secret_store_unavailable"
     exit_code = 6
     http_status = 503
+    transient = True
 
 
 class SecretStoreLocked(SecretStoreError):
@@ -171,6 +176,7 @@ class SecretMissing(SecretStoreError):
 
     code = "secret_missing"
     http_status = 404
+    transient = False
 
 
 class AwsError(CreddError):

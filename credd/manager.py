@@ -11,13 +11,23 @@ MFA code feeds them all. Per node:
 - a transient failure (network, throttling, 5xx) backs off exponentially, capped, with jitter, while
   held credentials are still served;
 - anything a person must fix (a code, a rejected code, missing keys, a bad config) parks the node:
-  visible in ``status``, never retried in a loop, resumed by ``credd mfa`` / ``credd refresh``.
+  visible in ``status``, never retried in a loop, resumed by ``credd mfa`` / ``credd refresh``;
+- a request that finds nothing servable and nothing parked starts the refresh itself (single
+  flight) rather than wait for the schedule, which a suspend or a clock change can leave behind;
+  :meth:`Manager.wake` runs every overdue job at once after such a jump.
+
+Reloads replace entries: every :class:`Entry` has its own ``generation``, and an outcome (or a
+scheduled job) of an entry that is no longer the current one for its key is dropped unseen: it
+writes nothing (file, saved session, schedule, children) and serves nothing. ``_commit`` makes a
+reload's swap and a refresh's outcome happen one after the other, never interleaved; outcomes
+share it with each other (:mod:`credd.rwlock`), so their file writes still batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import random
@@ -41,12 +51,15 @@ from credd.errors import (
     NeedsPerson,
     NotReady,
     ProfileNotManaged,
+    SecretStoreError,
+    SecretStoreLocked,
 )
 from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
 from credd.persist import Persist
 from credd.planner import Node, Plan, explain, plan_for
 from credd.refresher import RefreshPolicy, Scheduler
+from credd.rwlock import SharedExclusiveLock
 from credd.sources import Source
 from credd.writers import CredentialsFileWriter, SectionWrite
 
@@ -56,6 +69,9 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[Node, Callable[[], Credentials]], Source]
 CodeSourceOf = Callable[[ManagedProfile], str]
 WAIT_FOR_PARENT = 2 * STEP + 60.0
+#: states a request never restarts: a person must act, or a named permanent error
+PARKED = frozenset({"error", "needs_mfa", "login_required"})
+_GENERATIONS = itertools.count(1)
 
 
 class FromParent(Exception):  # a carrier for the parent's error, not an error of its own
@@ -86,6 +102,8 @@ class Entry:
     inflight: Future[Credentials] | None = None
     children: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: which incarnation of the node: a reload that changes the node makes a new Entry
+    generation: int = field(default_factory=lambda: next(_GENERATIONS))
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,9 @@ class Manager:
         self._nodes: dict[str, Entry] = {}
         self._profiles: dict[str, ProfileRef] = {}
         self._lock = threading.Lock()
+        # A reload's swap and a refresh's outcome (state, file, saved session, schedule) never
+        # interleave: an outcome is committed only while its entry is the current one.
+        self._commit = SharedExclusiveLock()
         self._started_at = clock.now()
         self._socket_path = socket_path
         self._running = False
@@ -158,6 +179,11 @@ class Manager:
         for name, broken in config.broken.items():
             profiles[name] = ProfileRef(name, "unknown", None, broken.error)
 
+        with self._commit.exclusive():
+            self._adopt(wanted, profiles)
+
+    def _adopt(self, wanted: dict[str, Node], profiles: dict[str, ProfileRef]) -> None:
+        """``load``'s second half, under ``_commit``: swap entries, then stop the old ones."""
         with self._lock:
             old = dict(self._nodes)
             old_profiles = dict(self._profiles)
@@ -183,7 +209,12 @@ class Manager:
             if nodes.get(key) is not entry:
                 self._scheduler.cancel(key)
         for name, ref in old_profiles.items():
-            if name not in profiles and ref.plan is not None:
+            if ref.plan is None:
+                continue
+            new = profiles.get(name)
+            target = nodes.get(new.plan.target.key) if new and new.plan else None
+            if target is None or (old.get(target.key) is not target and target.creds is None):
+                # removed, or its settings changed: what the file holds is the old settings'
                 self._remove_file_section(ref.plan.target.profile)
         for entry in restored:
             if entry.creds is not None:
@@ -249,15 +280,14 @@ class Manager:
         return self._status(ref, ref.plan)
 
     def credentials(self, profile: str) -> Credentials:
-        entry = self._target(profile)
-        creds = entry.creds
-        if creds is not None and self._servable(entry, creds):
-            return creds
-        with entry.lock:
-            inflight, state = entry.inflight, entry.state
-        if inflight is None and state == "pending":
-            inflight = self._refresh(entry, "first request")
-        if inflight is not None:
+        for _ in range(3):  # a reload may replace the entry while this request waits on it
+            entry = self._target(profile)
+            creds = entry.creds
+            if creds is not None and self._servable(entry, creds):
+                return creds
+            inflight = self._refresh_unless_parked(entry, "asked for, nothing servable")
+            if inflight is None:
+                raise self._unavailable(entry)
             try:
                 inflight.result(timeout=self._wait_timeout)
             except FutureTimeout:
@@ -267,10 +297,12 @@ class Manager:
                 ) from None
             except CreddError:
                 pass  # recorded on the entry; reported below
-            creds = entry.creds
-            if creds is not None and self._servable(entry, creds):
-                return creds
-        raise self._unavailable(entry)
+            if self._current(entry):
+                creds = entry.creds
+                if creds is not None and self._servable(entry, creds):
+                    return creds
+                raise self._unavailable(entry)
+        raise NotReady(f"the settings of {profile!r} are being reloaded", hint="try again")
 
     def credentials_lasting(self, profile: str, min_left: timedelta) -> Credentials:
         """Credentials with at least ``min_left`` left (the lifetime guard, credd/lifetime.py):
@@ -441,11 +473,11 @@ class Manager:
         creds = entry.creds
         if creds is not None and self._servable(entry, creds) and _still_valid(entry):
             return creds
-        parked = {"error", "needs_mfa", "login_required", "backoff"}
-        if entry.state in parked and entry.inflight is None:
+        inflight = self._refresh_unless_parked(entry, "needed by a role")
+        if inflight is None:
             raise FromParent(self._unavailable(entry))
         try:
-            self._refresh(entry, "needed by a role").result(timeout=WAIT_FOR_PARENT)
+            inflight.result(timeout=WAIT_FOR_PARENT)
         except FutureTimeout:
             raise FromParent(NotReady(f"{entry.node.profile.name!r} is still refreshing")) from None
         except CreddError:
@@ -469,9 +501,44 @@ class Manager:
 
     # -- internals: refresh ----------------------------------------------------------------
 
+    def _current(self, entry: Entry) -> bool:
+        """Whether ``entry`` is still the node's entry (a reload did not replace it)."""
+        return self._nodes.get(entry.key) is entry
+
+    def _refresh_unless_parked(self, entry: Entry, reason: str) -> Future[Credentials] | None:
+        """The running refresh, or a new one, unless the node waits for a person, holds a
+        named permanent error, or backs off until a time still ahead (no storm of calls)."""
+        with entry.lock:
+            inflight, state, retry_at = entry.inflight, entry.state, entry.next_refresh_at
+        if inflight is not None:
+            return inflight
+        if state in PARKED:
+            return None
+        if state == "backoff" and retry_at is not None and retry_at > self._clock.now():
+            return None
+        return self._refresh(entry, reason)
+
+    def wake(self) -> None:
+        """The wall clock jumped (a resume from suspend, a clock change): run what is due now.
+
+        Every job whose time has passed is moved to now, and the scheduler looks at the clock
+        again, so nothing waits for a timer that slept through the jump."""
+        now = self._clock.now()
+        with self._lock:
+            entries = list(self._nodes.values())
+        due = [e for e in entries if e.next_refresh_at is not None and e.next_refresh_at <= now]
+        log.info("the clock jumped: %d overdue refreshes run now", len(due))
+        for entry in due:
+            if entry.inflight is None:
+                self._schedule(entry, now)
+        self._scheduler.wake()
+
     def _schedule(self, entry: Entry, at: datetime) -> None:
-        entry.next_refresh_at = at
-        self._scheduler.schedule(entry.key, at, lambda: self._job(entry))
+        with self._commit.shared():
+            if not self._current(entry):
+                return  # replaced by a reload: its successor owns the node's job
+            entry.next_refresh_at = at
+            self._scheduler.schedule(entry.key, at, functools.partial(self._job, entry))
         self._changed()
 
     def _schedule_first(self, entry: Entry) -> None:
@@ -522,6 +589,8 @@ class Manager:
             log.error("%s: unexpected %s while saving the session", entry.key, type(exc).__name__)
 
     def _job(self, entry: Entry) -> None:
+        if not self._current(entry):
+            return  # a job of an entry a reload replaced
         entry.next_refresh_at = None
         with contextlib.suppress(CreddError):  # the outcome is recorded on the entry
             self._refresh(entry, "scheduled").result()
@@ -545,26 +614,36 @@ class Manager:
 
     def _run(self, entry: Entry, future: Future[Credentials]) -> None:
         outcome: Credentials | CreddError
+        failure: dict[str, bool] = {}
         try:
             outcome = entry.source.fetch()
         except FromParent as exc:
-            outcome = exc.error
-            self._failed(entry, exc.error, from_parent=True)
+            outcome, failure = exc.error, {"from_parent": True}
         except CreddError as exc:
             outcome = exc
-            self._failed(entry, exc)
         except Exception as exc:  # a bug or an unexpected library error: never leak its text
             log.error("%s: unexpected %s during refresh", entry.key, type(exc).__name__)
+            log.debug("%s: traceback of the unexpected error", entry.key, exc_info=True)
             outcome = CreddError(
                 f"unexpected {type(exc).__name__} while refreshing {entry.node.profile.name!r}",
                 hint="see the daemon's log; credd retries with backoff",
             )
-            self._failed(entry, outcome, transient=True)
-        else:
-            issued = self._succeeded(entry, outcome)
-            # Saved before the refresh counts as done, so "fresh" in status means "saved" (the
-            # new credentials are already served meanwhile; the store's calls are bounded).
-            self._save(entry, outcome, issued)
+            failure = {"transient": True}
+        with self._commit.shared():
+            if not self._current(entry):
+                # Started before a reload replaced the node: its result is the old settings'.
+                log.info("%s: outcome of a refresh started before a reload dropped", entry.key)
+                outcome = NotReady(
+                    f"the settings of {entry.node.profile.name!r} changed during the refresh",
+                    hint="try again in a moment",
+                )
+            elif isinstance(outcome, CreddError):
+                self._failed(entry, outcome, **failure)
+            else:
+                issued = self._succeeded(entry, outcome)
+                # Saved before the refresh counts as done, so "fresh" in status means "saved"
+                # (the new credentials are served meanwhile; the store's calls are bounded).
+                self._save(entry, outcome, issued)
         with entry.lock:
             entry.inflight = None
         self._changed()
@@ -637,12 +716,15 @@ class Manager:
             elif transient:
                 entry.failures += 1
                 entry.state = "backoff"
+                entry.waiting_for = _retry_reason(exc)
                 retry_at = now + self.policy.backoff(entry.failures, rng=self._rng)
             else:
                 entry.state = "error"
                 entry.waiting_for = exc.hint
         metrics.record_refresh(entry.node.profile.name, entry.state, exc.code)
         log.warning("%s: refresh failed: %s", entry.key, exc)
+        # Where it came from, for whoever debugs (credd's exceptions carry no secrets).
+        log.debug("%s: refresh failure traceback", entry.key, exc_info=exc)
         if retry_at is not None and self._running:
             self._schedule(entry, retry_at)
         else:
@@ -735,6 +817,15 @@ def _parents_first(nodes: dict[str, Node]) -> list[str]:
         return 0 if node.parent is None else 1 + depth(node.parent)
 
     return sorted(nodes, key=lambda k: depth(nodes[k]))
+
+
+def _retry_reason(exc: CreddError) -> str | None:
+    """What a node backing off waits for, for ``status`` (``None``: just the next retry)."""
+    if isinstance(exc, SecretStoreLocked):
+        return "the keyring to be unlocked (by its owner's login); retried automatically"
+    if isinstance(exc, SecretStoreError):
+        return "the keyring (Secret Service) to answer again; retried automatically"
+    return None
 
 
 def _none() -> Credentials:

@@ -99,6 +99,9 @@ class Scheduler(Protocol):
     def alive(self) -> bool:
         """False once the thread that runs jobs has died (the watchdog stops pinging)."""
 
+    def wake(self) -> None:
+        """Look at the wall clock again now and run every job that is due (after a jump)."""
+
 
 class ApsScheduler:
     """APScheduler 3.x ``BackgroundScheduler``: date triggers, a small thread pool."""
@@ -133,6 +136,13 @@ class ApsScheduler:
         thread = getattr(self._scheduler, "_thread", None)
         return not isinstance(thread, threading.Thread) or thread.is_alive()
 
+    def wake(self) -> None:
+        # APScheduler computes its wait from the wall clock but waits on the monotonic one,
+        # which stands still during a suspend: after a resume it would sleep on past due jobs.
+        # ``wakeup()`` (public API of every APScheduler 3 scheduler) makes it look again now.
+        if self._scheduler.running:
+            self._scheduler.wakeup()
+
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
@@ -148,6 +158,7 @@ class ManualScheduler:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self.ran: list[tuple[datetime, str]] = []
+        self.woken = 0
 
     def schedule(self, key: str, at: datetime, fn: Callable[[], None]) -> None:
         with self._lock:
@@ -164,6 +175,10 @@ class ManualScheduler:
 
     def alive(self) -> bool:
         return True
+
+    def wake(self) -> None:
+        """Nothing to do: :meth:`run_until` reads the clock each time."""
+        self.woken += 1
 
     def shutdown(self) -> None:
         with self._lock:

@@ -334,6 +334,7 @@ class AdminApi:
         return {
             "min_duration_seconds": self.state.min_duration,
             "totp_clock": self.state.totp_clock,
+            "date_clock": self.state.date_clock,
         }
 
     def settings(self, body: Json) -> tuple[int, Json]:
@@ -351,6 +352,11 @@ class AdminApi:
                 if clock not in ("real", "sandbox"):
                     raise AdminError(400, "bad_value", "totp_clock must be 'real' or 'sandbox'")
                 self.state.totp_clock = clock
+            if "date_clock" in body:
+                clock = body["date_clock"]
+                if clock not in ("real", "sandbox"):
+                    raise AdminError(400, "bad_value", "date_clock must be 'real' or 'sandbox'")
+                self.state.date_clock = clock
         return 200, self._settings_json()
 
     def reset(self, body: Json) -> tuple[int, Json]:

@@ -297,6 +297,11 @@ class AdminClient(SsoAdminMixin):
         """Check TOTP codes against ``"real"`` time (default) or the ``"sandbox"`` clock."""
         self.request("POST", "settings", {"totp_clock": clock})
 
+    def set_date_clock(self, clock: str) -> None:
+        """Check requests' signing dates against ``"real"`` time (default) or the ``"sandbox"``
+        clock (for a client whose own clock was moved with the sandbox's, as under faketime)."""
+        self.request("POST", "settings", {"date_clock": clock})
+
     def reset(self) -> None:
         """Clear knobs and counters; clock offset and settings back to their start values."""
         self.request("POST", "reset", {})

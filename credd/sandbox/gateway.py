@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -60,7 +60,8 @@ _INVALID_TOKEN = "The security token included in the request is invalid."  # noq
 
 @dataclass(frozen=True)
 class Arrival:
-    """When a request started: real time (signature skew) and the sandbox clock (expiry)."""
+    """When a request started: on the clock signing dates are checked against (real time, or
+    the sandbox clock with ``date_clock``) and on the sandbox clock (expiry)."""
 
     wall: datetime
     sandbox: datetime
@@ -124,7 +125,7 @@ class Gateway:
     ) -> Iterable[bytes]:
         # Judged when the request starts, as AWS does: an upload that started with valid
         # credentials is not refused because they expired while its body was streaming.
-        arrived = Arrival(wall=datetime.now(timezone.utc), sandbox=self.state.clock.now())
+        arrived = Arrival(wall=self.state.date_now(), sandbox=self.state.clock.now())
         ticket = self.counters.begin()  # after the arrival: in_flight > 0 means it is taken
         try:
             return self._aws_call(request, environ, start_response, arrived, ticket)

@@ -126,6 +126,7 @@ class SandboxState:
         self.default_min_duration = min_duration
         self.min_duration = min_duration
         self.totp_clock: TotpClock = "real"
+        self.date_clock: TotpClock = "real"  # what a request's X-Amz-Date is checked against
         self.users: dict[str, User] = {}
         self.keys: dict[str, KeyRecord] = {}
         self.devices: dict[str, Device] = {}
@@ -136,12 +137,17 @@ class SandboxState:
         with self.lock:
             self.min_duration = self.default_min_duration
             self.totp_clock = "real"
+            self.date_clock = "real"
         self.clock.reset()
 
     def totp_time(self) -> float:
         """Seconds since the epoch that TOTP codes are checked against."""
         clock = self.clock.real if self.totp_clock == "real" else self.clock
         return clock.now().timestamp()
+
+    def date_now(self) -> datetime:
+        """The time a request's signing date is checked against (``date_clock``)."""
+        return self.clock.real.now() if self.date_clock == "real" else self.clock.now()
 
     def add_user(self, user: User, secret: str) -> None:
         with self.lock:
