@@ -106,23 +106,23 @@ _HOLE = "\x00credd-parent\x00"
 
 
 def _node_json(node: Node) -> str:
-    """The node as sorted compact JSON, parents nested under ``parent``, built root first in a
-    loop: the same text ``json.dumps`` of the nested form gives, for a chain of any depth."""
-    chain: list[Node] = []
+    """The node as sorted compact JSON, parents nested under ``parent``: the text ``json.dumps``
+    of the nested form gives, built in a loop (and in linear time) for a chain of any depth."""
+    hole = f'"parent":{_dumps(_HOLE)}'
+    heads: list[str] = []
+    tails: list[str] = []
     current: Node | None = node
     while current is not None:
-        chain.append(current)
-        current = current.parent
-    hole = f'"parent":{_dumps(_HOLE)}'
-    text = "null"
-    for link in reversed(chain):
         own = {
-            f.name: _HOLE if f.name == "parent" else _plain(getattr(link, f.name))
-            for f in dataclasses.fields(link)
+            f.name: _HOLE if f.name == "parent" else _plain(getattr(current, f.name))
+            for f in dataclasses.fields(current)
             if f.compare
         }
-        text = _dumps(own).replace(hole, f'"parent":{text}', 1)
-    return text
+        head, _, tail = _dumps(own).partition(hole)
+        heads.append(head + '"parent":')
+        tails.append(tail)
+        current = current.parent
+    return "".join(heads) + "null" + "".join(reversed(tails))
 
 
 def fingerprint(node: Node, environ: Mapping[str, str] | None = None) -> str:
