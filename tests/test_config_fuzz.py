@@ -149,6 +149,7 @@ MINIMAL = [
     in_file(f"[profile r]\ncredd = true\nrole_arn = {ARN}:role/r\nduration_seconds = {NINES}\n"),
     in_file("[profile s]\ncredd = true\ncredd_session_duration = 99999999999999999999h\n"),
     in_file("[profile s]\ncredd = true\nregion =\n  x = y\n"),
+    in_file("[profile s]\ncredd =\n  x = y\n"),
     in_file(
         "[sso-session s]\nsso_region = us-east-1\nsso_start_url =\n  x = y\n"
         "[profile s]\ncredd = true\nsso_session = s\nsso_account_id = 123456789012\n"
@@ -203,8 +204,10 @@ def expected(home: Path) -> set[str] | None:
 
 
 def _truthy(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # "credd =" and an indented block: opted in, broken
     try:
-        return isinstance(value, str) and awsconfig.parse_bool(value[:100])
+        return awsconfig.parse_bool(value[:100])
     except ValueError:
         return True  # "credd = maybe": opted in, broken
 
