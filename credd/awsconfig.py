@@ -475,10 +475,9 @@ def _parse_error(exc: Exception) -> str:
     if lineno is None and errors:
         lineno = errors[0][0]
     section = getattr(cause, "section", None)
-    option = getattr(cause, "option", None)
     detail = f"{what} in {path}" + (f", line {lineno}" if lineno else "")
-    if section is not None:
-        detail += f", section [{section}]" + (f", key {option}" if option else "")
+    if section is not None:  # the section's name, never a key (a mangled line may be one)
+        detail += f", section [{section}]"
     return detail
 
 
