@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,18 @@ ROLE_DEFAULT = 3_600
 CHAIN_CAP = 3_600
 CREDENTIAL_SOURCES = ("Environment",)
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+_DURATION = re.compile(r"^(?:(\d{1,6})h)?(?:(\d{1,8})m)?(?:(\d{1,9})s?)?$", re.ASCII)
+_SECONDS = re.compile(r"[0-9]{1,9}")
+#: botocore's own rule for a region name (``botocore.utils.validate_region_name``)
+_REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
+#: every key credd reads from a profile: each must be a one-line value, not a nested section
+READ_KEYS = (
+    "credd", "credd_mfa_source", "credd_session_duration", "credd_file_profile", "mfa_serial",
+    "mfa_process", "region", "role_arn", "source_profile", "credential_source", "external_id",
+    "role_session_name", "duration_seconds", "sso_session", "sso_start_url", "sso_region",
+    "sso_account_id", "sso_role_name", "aws_access_key_id", "aws_secret_access_key",
+)  # fmt: skip
+SSO_SESSION_KEYS = ("sso_start_url", "sso_region", "sso_registration_scopes")
 _SECTION_NAME = re.compile(r"^[A-Za-z0-9_.@+=,:/-]{1,128}$")
 
 
@@ -61,6 +73,39 @@ def parse_duration(text: str) -> int:
         raise ValueError(f"not a duration: {text!r} (use e.g. 12h, 90m or 3600)")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def mfa_command(name: str, text: object) -> list[str]:
+    """``mfa_process`` split into the argv credd runs (without a shell), or ``ConfigError``.
+
+    The one check for ``mfa_process``: the config loader, ``credd enable`` and the code source
+    that runs the command all use it. The command may hold a secret (``oathtool --totp SEED``):
+    no message here repeats it.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"profile {name!r}: mfa_process is a nested section, not a command",
+            hint="write the command on the same line: mfa_process = COMMAND ARGS",
+        )
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise ConfigError(
+            f"profile {name!r}: mfa_process cannot be split into a command ({exc})",
+            hint="credd splits it like a shell, without running one: close each quote, put an "
+            "argument with an apostrophe in double quotes (\"Bob's phone\") or escape it (\\')",
+        ) from None
+    if not argv or not argv[0]:
+        raise ConfigError(
+            f"profile {name!r}: mfa_process is empty",
+            hint="set it to a command that prints the current code, or remove it",
+        )
+    if any("\0" in arg for arg in argv):
+        raise ConfigError(
+            f"profile {name!r}: mfa_process contains a NUL character",
+            hint="rewrite mfa_process in the AWS config",
+        )
+    return argv
 
 
 def parse_bool(text: str) -> bool:
@@ -130,8 +175,11 @@ def _role(name: str, raw: Mapping[str, Any], minimum: int = ROLE_MIN) -> RoleSet
     duration = ROLE_DEFAULT
     text = raw.get("duration_seconds")
     if text is not None:
-        if not str(text).strip().isdigit():
-            raise ConfigError(f"profile {name!r}: duration_seconds = {text!r} is not a number")
+        if not _SECONDS.fullmatch(str(text).strip()):
+            raise ConfigError(
+                f"profile {name!r}: duration_seconds = {str(text)[:40]!r} is not a number",
+                hint="set duration_seconds between 900 and 43200",
+            )
         duration = int(str(text).strip())
         if not minimum <= duration <= ROLE_MAX:
             raise ConfigError(
@@ -223,8 +271,9 @@ def _sso(
                 f"[sso-session {session_name}] section",
                 hint=f"add it (aws configure sso-session), or fix sso_session in [profile {name}]",
             )
-        start_url, region = section.get("sso_start_url"), section.get("sso_region")
         where = f"[sso-session {session_name}]"
+        check_values(where, section, SSO_SESSION_KEYS)
+        start_url, region = section.get("sso_start_url"), section.get("sso_region")
         for key in ("sso_start_url", "sso_region"):
             if raw.get(key) and section.get(key) and raw[key] != section[key]:
                 raise ConfigError(
@@ -257,6 +306,16 @@ def _sso(
     return SsoSettings(session_name, str(start_url), str(region), scopes, account, role)
 
 
+def check_values(where: str, raw: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` present in ``raw`` is a one-line value, not an indented sub-section."""
+    for key in keys:
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(
+                f"{where}: {key} is a nested section (indented lines), not a value",
+                hint=f"write {key} = VALUE on one line",
+            )
+
+
 def session_minimum(environ: Mapping[str, str]) -> int:
     """900 s, AWS's bound; ``CREDD_SANDBOX_MIN_SESSION`` lowers it for the sandbox and demo only."""
     value = environ.get("CREDD_SANDBOX_MIN_SESSION", "")
@@ -281,6 +340,7 @@ def _profile(
     minimum: int = SESSION_MIN,
     sso_sessions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ManagedProfile:
+    check_values(f"profile {name!r}", raw, READ_KEYS)
     kind = _kind(name, raw)
 
     source = raw.get("credd_mfa_source")
@@ -293,6 +353,8 @@ def _profile(
                 hint="fix credd_mfa_source in the AWS config",
             )
     mfa_process = raw.get("mfa_process")
+    if mfa_process:
+        mfa_command(name, mfa_process)
     if source == "process" and not mfa_process:
         raise ConfigError(
             f"profile {name!r}: credd_mfa_source = process but no mfa_process command is set",
@@ -336,6 +398,13 @@ def _profile(
                 hint="copy the device ARN from IAM, or remove mfa_serial to discover it",
             )
 
+    region = raw.get("region")
+    if region and not _REGION.match(str(region)):
+        raise ConfigError(
+            f"profile {name!r}: region = {str(region)[:70]!r} is not a region name",
+            hint="use a region such as us-east-1 (botocore refuses this one too)",
+        )
+
     return ManagedProfile(
         role=_role(name, raw, min(minimum, ROLE_MIN)) if kind == "assume-role" else None,
         sso=_sso(name, raw, sso_sessions or {}) if kind == "sso" else None,
@@ -352,48 +421,14 @@ def _profile(
     )
 
 
-def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
-    """Load both AWS files through botocore and validate every opted-in profile.
-
-    Raises ``ConfigError`` only when botocore itself cannot parse a file (then botocore-based
-    tools fail too); a wrong credd key in one profile marks just that profile broken.
-    """
-    env = os.environ if environ is None else environ
-    minimum = session_minimum(env)
-    full = read_full_config(environ)
-    profiles: dict[str, Mapping[str, Any]] = dict(full.get("profiles", {}))
-    sso_sessions: dict[str, Mapping[str, Any]] = dict(full.get("sso_sessions", {}))
-    managed: dict[str, ManagedProfile] = {}
-    broken: dict[str, BrokenProfile] = {}
-    for name, raw in sorted(profiles.items()):
-        flag = raw.get("credd")
-        if flag is None:
-            continue
-        try:
-            if not parse_bool(str(flag)):
-                continue
-        except ValueError as exc:
-            broken[name] = BrokenProfile(name, ConfigError(f"profile {name!r}: credd: {exc}"))
-            continue
-        try:
-            managed[name] = _profile(name, raw, minimum, sso_sessions)
-        except ConfigError as exc:
-            log.warning("profile %s is not usable: %s", name, exc.message)
-            broken[name] = BrokenProfile(name, exc)
-    _check_file_profiles(managed, profiles, broken)
-    return AwsConfig(
-        profiles=profiles,
-        managed=managed,
-        broken=broken,
-        session_minimum=minimum,
-        sso_sessions=sso_sessions,
-        full=full,
-    )
-
-
 def read_full_config(environ: Mapping[str, str] | None = None) -> Mapping[str, Any]:
     """botocore's ``full_config`` (``profiles``, ``sso_sessions``, ``services``...) of the
-    current files: the one place credd reads them (the client factory and SSO use the result)."""
+    current files: the one place credd reads them (the client factory and SSO use the result).
+
+    ``ConfigError`` when botocore itself cannot parse a file (then botocore-based tools fail
+    too). Its message names the file, the line and the kind of error, never the line's text:
+    a malformed line may be a secret key.
+    """
     import botocore.exceptions
     import botocore.session
 
@@ -410,9 +445,105 @@ def read_full_config(environ: Mapping[str, str] | None = None) -> Mapping[str, A
         return dict(session.full_config)
     except botocore.exceptions.BotoCoreError as exc:
         raise ConfigError(
-            f"the AWS config cannot be parsed: {exc}",
+            f"the AWS config cannot be parsed: {_parse_error(exc)}",
             hint="fix the file (aws configure list shows the same error)",
         ) from None
+    except Exception as exc:  # botocore let something else out: never its text (a secret?)
+        raise ConfigError(
+            f"the AWS files cannot be read: unexpected {type(exc).__name__} in botocore",
+            hint="check the files with aws configure list",
+        ) from None
+
+
+def sections(
+    full: Mapping[str, Any],
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    """The profiles and ``[sso-session]`` sections of a :func:`read_full_config` result."""
+    profiles = full.get("profiles")
+    sessions = full.get("sso_sessions")
+    return (
+        {str(k): v for k, v in (profiles or {}).items() if isinstance(v, Mapping)},
+        {str(k): v for k, v in (sessions or {}).items() if isinstance(v, Mapping)},
+    )
+
+
+def read_files(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    """The profiles and ``[sso-session]`` sections of both AWS files, as botocore reads them."""
+    return sections(read_full_config(environ))
+
+
+def _parse_error(exc: Exception) -> str:
+    """What botocore's parse error says, without the offending line's text."""
+    kwargs = getattr(exc, "kwargs", None) or {}
+    path = kwargs.get("path", "the file")
+    cause = kwargs.get("error")
+    if cause is None:
+        return f"{type(exc).__name__} in {path}"
+    what = type(cause).__name__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"{path} is not UTF-8 text (byte {cause.start})"
+    lineno = getattr(cause, "lineno", None)
+    errors = getattr(cause, "errors", None)
+    if lineno is None and errors:
+        lineno = errors[0][0]
+    section = getattr(cause, "section", None)
+    detail = f"{what} in {path}" + (f", line {lineno}" if lineno else "")
+    if section is not None:  # the section's name, never a key (a mangled line may be one)
+        detail += f", section [{section}]"
+    return detail
+
+
+def load(environ: Mapping[str, str] | None = None) -> AwsConfig:
+    """Load both AWS files through botocore and validate every opted-in profile.
+
+    Raises ``ConfigError`` only when botocore itself cannot parse a file (then botocore-based
+    tools fail too); a wrong credd key in one profile marks just that profile broken.
+    """
+    env = os.environ if environ is None else environ
+    full = read_full_config(environ)
+    profiles, sso_sessions = sections(full)
+    config = build(profiles, sso_sessions, session_minimum(env), full=full)
+    for name, bad in config.broken.items():
+        log.warning("profile %s is not usable: %s", name, bad.error.message)
+    return config
+
+
+def build(
+    profiles: Mapping[str, Mapping[str, Any]],
+    sso_sessions: Mapping[str, Mapping[str, Any]],
+    minimum: int = SESSION_MIN,
+    *,
+    full: Mapping[str, Any] | None = None,
+) -> AwsConfig:
+    """Validate every opted-in profile: a wrong credd key marks just that profile broken.
+    ``full`` is the whole parsed config the profiles came from (the client factory's input)."""
+    managed: dict[str, ManagedProfile] = {}
+    broken: dict[str, BrokenProfile] = {}
+    for name, raw in sorted(profiles.items()):
+        flag = raw.get("credd")
+        if flag is None:
+            continue
+        try:
+            if not parse_bool(str(flag)[:100]):
+                continue
+        except ValueError as exc:
+            broken[name] = BrokenProfile(name, ConfigError(f"profile {name!r}: credd: {exc}"))
+            continue
+        try:
+            managed[name] = _profile(name, raw, minimum, sso_sessions)
+        except ConfigError as exc:
+            broken[name] = BrokenProfile(name, exc)
+    _check_file_profiles(managed, profiles, broken)
+    return AwsConfig(
+        profiles=profiles,
+        managed=managed,
+        broken=broken,
+        session_minimum=minimum,
+        sso_sessions=sso_sessions,
+        full=full or {},
+    )
 
 
 def _check_file_profiles(

@@ -208,8 +208,8 @@ def _duration_setting(profile: str, text: str) -> dict[str, str]:
         seconds = awsconfig.parse_duration(text)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        raw = awsconfig.load().profiles.get(profile, {})
+    try:  # the raw files only: other profiles' problems are not this command's to print
+        raw = awsconfig.read_files()[0].get(profile, {})
     except CreddError:
         raw = {}
     if "role_arn" in raw:

@@ -10,12 +10,14 @@ fsync, atomic rename, symlinks written through. An existing file keeps its mode;
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from configupdater import ConfigUpdater, Option, Section
 
+from credd import awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import ConfigError, ProfileNotFound
 from credd.inifile import (
@@ -169,6 +171,28 @@ def _clean_settings(settings: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+def check_enable(name: str, values: Mapping[str, str], path: Path) -> None:
+    """Refuse what the daemon would refuse: the profile as it will read after the edit goes
+    through the daemon's own checks (:func:`credd.awsconfig.build`, then the planner).
+
+    Whether codes come from a person is decided by the daemon from the keyring, which may
+    change after this edit (``credd totp set``): here it counts as unattended.
+    """
+    from credd.planner import plan_for
+
+    environ = {**os.environ, "AWS_CONFIG_FILE": str(path)}
+    try:
+        profiles, sessions = awsconfig.read_files(environ)
+    except ConfigError:
+        profiles, sessions = {}, {}  # the file itself is refused when it is edited
+    profiles = {**profiles, name: {**profiles.get(name, {}), **values}}
+    config = awsconfig.build(profiles, sessions, awsconfig.session_minimum(environ))
+    broken = config.broken.get(name)
+    if broken is not None:
+        raise broken.error
+    plan_for(config, name, lambda p: p.mfa_source or ("process" if p.mfa_process else "totp"))
+
+
 def _not_found(name: str, path: Path) -> ProfileNotFound:
     section = _section_names(name)[0]
     return ProfileNotFound(
@@ -196,6 +220,7 @@ def enable_profile(
     _check_profile(name)
     target = Path(path).expanduser() if path is not None else config_file_path()
     values = _clean_settings(settings)
+    check_enable(name, values, target)
     create_ok = create or _in_credentials_file(name)
     if not create_ok:  # fail before creating a directory or lock file for nothing
         snap = read_snapshot(real_target(target), CONFIG_ERRORS)

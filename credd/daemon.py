@@ -30,7 +30,7 @@ from credd import awsconfig, notify
 from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, ClockWatch, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
-from credd.errors import CreddError, SecretStoreError
+from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.imds import ImdsEndpoints
 from credd.manager import Manager
 from credd.mfa import CodeLedger
@@ -191,20 +191,43 @@ class Daemon:
         except CreddError:
             return "person"  # unknown (keyring down): plan for the strictest case
 
-    def reload(self) -> None:
-        """Reread the AWS files; keep sessions of profiles whose settings did not change."""
+    def read_config(self) -> awsconfig.AwsConfig:
+        """The AWS files, validated; a ``CreddError`` (never anything else) when unreadable."""
         try:
-            config = awsconfig.load(self.environ)
+            return awsconfig.load(self.environ)
+        except CreddError:
+            raise
+        except Exception as exc:  # a bug on bad input: the type only, its text may hold a secret
+            log.error("unexpected %s while reading the AWS config", type(exc).__name__)
+            raise ConfigError(
+                f"the AWS config could not be read (unexpected {type(exc).__name__})",
+                hint="see the daemon's log; please report it",
+            ) from None
+
+    def reload(self) -> None:
+        """Reread the AWS files; keep sessions of profiles whose settings did not change.
+
+        Never raises: a file botocore cannot parse, or any unexpected error on the way, keeps
+        the previous config (logged by type only: the text could contain a secret)."""
+        try:
+            config = self.read_config()
         except CreddError as exc:
             log.error("config not reloaded, keeping the previous one: %s", exc)
             return
         self.clients.load(config.full)  # every cached client goes: new endpoints apply at once
-        self.manager.load(config)
-        self.imds.configure(config)
+        try:
+            self.manager.load(config)
+            self.imds.configure(config)
+        except Exception as exc:  # last resort: the daemon keeps serving what it had
+            log.error(
+                "config not reloaded, keeping the previous one: unexpected %s while adopting it",
+                type(exc).__name__,
+            )
+            return
         log.info("config reloaded: %d managed profiles", len(config.managed) + len(config.broken))
 
     def start(self) -> None:
-        config = awsconfig.load(self.environ)
+        config = self.read_config()
         try:
             self.secrets.check()
         except SecretStoreError as exc:

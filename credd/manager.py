@@ -813,10 +813,15 @@ class Manager:
 
 
 def _parents_first(nodes: dict[str, Node]) -> list[str]:
-    def depth(node: Node) -> int:
-        return 0 if node.parent is None else 1 + depth(node.parent)
-
-    return sorted(nodes, key=lambda k: depth(nodes[k]))
+    """Node keys ordered so every parent comes before its children (a loop, not a recursion)."""
+    depth: dict[str, int] = {}
+    for key, node in nodes.items():
+        hops = 0
+        parent = node.parent
+        while parent is not None and parent.key not in depth:
+            hops, parent = hops + 1, parent.parent
+        depth[key] = hops + (depth[parent.key] + 1 if parent is not None else 0)
+    return sorted(nodes, key=lambda k: depth[k])
 
 
 def _retry_reason(exc: CreddError) -> str | None:

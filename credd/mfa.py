@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from credd.awsconfig import mfa_command
 from credd.clock import Clock
 from credd.errors import MfaCodeReused, MfaProcessFailed, NeedsMfa, SecretMissing, UsageError
 
@@ -143,7 +143,7 @@ class ProcessCodes:
         run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
     ) -> None:
         self._profile = profile
-        self._argv = shlex.split(command)
+        self._argv = mfa_command(profile, command)  # ConfigError, never ValueError
         self._clock = clock
         self._timeout = timeout
         self._run = run

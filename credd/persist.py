@@ -75,7 +75,13 @@ class Restored:
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-able, deterministic form of a settings object (dataclasses by compared fields)."""
+    """A JSON-able, deterministic form of a settings object (dataclasses by compared fields).
+
+    For the settings of one node (its profiles); a node's parents are never walked here but
+    by :func:`_node_json`, in a loop, so a chain of any depth costs no recursion.
+    """
+    if isinstance(value, Node):
+        raise TypeError("a Node is serialised by _node_json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare
@@ -90,6 +96,35 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+#: Stands for the parent while one node's own fields are serialised. No settings value can
+#: produce ``"parent":"<hole>"``: a quote inside a JSON string is always escaped.
+_HOLE = "\x00credd-parent\x00"
+
+
+def _node_json(node: Node) -> str:
+    """The node as sorted compact JSON, parents nested under ``parent``: the text ``json.dumps``
+    of the nested form gives, built in a loop (and in linear time) for a chain of any depth."""
+    hole = f'"parent":{_dumps(_HOLE)}'
+    heads: list[str] = []
+    tails: list[str] = []
+    current: Node | None = node
+    while current is not None:
+        own = {
+            f.name: _HOLE if f.name == "parent" else _plain(getattr(current, f.name))
+            for f in dataclasses.fields(current)
+            if f.compare
+        }
+        head, _, tail = _dumps(own).partition(hole)
+        heads.append(head + '"parent":')
+        tails.append(tail)
+        current = current.parent
+    return "".join(heads) + "null" + "".join(reversed(tails))
+
+
 def fingerprint(node: Node, environ: Mapping[str, str] | None = None) -> str:
     """A sha256 of the node's settings (parents included) and the STS endpoint overrides."""
     endpoints: dict[str, Any] = {}
@@ -99,8 +134,8 @@ def fingerprint(node: Node, environ: Mapping[str, str] | None = None) -> str:
         endpoints[current.key] = {k: str(raw[k]) for k in _PROFILE_KEYS if k in raw}
         current = current.parent
     env = {k: environ[k] for k in _ENDPOINT_VARS if environ and k in environ}
-    data = {"node": _plain(node), "endpoints": endpoints, "environ": env}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=repr)
+    # == _dumps({"endpoints": ..., "environ": ..., "node": nested}) without the nesting's recursion
+    text = f'{{"endpoints":{_dumps(endpoints)},"environ":{_dumps(env)},"node":{_node_json(node)}}}'
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

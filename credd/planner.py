@@ -29,8 +29,13 @@ from credd.errors import ConfigError
 
 CodeSourceOf = Callable[[ManagedProfile], str]  # "totp" | "process" | "person"
 
+#: The longest source_profile chain credd plans (hops from the target down to the keys).
+#: botocore has no cap, but every hop past the first is a 1 h chained role session: a chain
+#: this long is a mistake (or a generated file), and deeper ones must not cost a recursion.
+MAX_CHAIN = 64
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class Node:
     key: str
     kind: str  # "session-token" | "assume-role" | "sso-token" | "sso"
@@ -45,6 +50,35 @@ class Node:
     def code_profile(self) -> str | None:
         """The profile whose MFA device and code source this node's call uses."""
         return self.base if self.with_code else None
+
+    def _own(self) -> tuple[object, ...]:
+        """Everything but the parent: what makes this one call the call it is."""
+        return (
+            self.key,
+            self.kind,
+            self.profile,
+            self.base,
+            self.with_code,
+            self.duration,
+            self.base_profile,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        """Same settings all the way down the chain; a loop, not a recursion per hop."""
+        if not isinstance(other, Node):
+            return NotImplemented
+        mine: Node | None = self
+        theirs: Node | None = other
+        while mine is not None and theirs is not None:
+            if mine is theirs:
+                return True
+            if mine._own() != theirs._own():
+                return False
+            mine, theirs = mine.parent, theirs.parent
+        return mine is None and theirs is None
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.kind, self.duration, self.parent.key if self.parent else None))
 
 
 @dataclass(frozen=True)
@@ -145,7 +179,7 @@ def _settings(config: AwsConfig, name: str, chain: list[str]) -> ManagedProfile:
     if name not in config.profiles:
         raise ConfigError(
             f"profile {chain[0]!r}: source profile {name!r} does not exist "
-            f"(chain: {' -> '.join([*chain, name])})",
+            f"(chain: {_chain_text([*chain, name])})",
             hint=f"add [profile {name}] or fix source_profile",
         )
     raw: Mapping[str, Any] = config.profiles[name]
@@ -176,20 +210,7 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
         )
         return Plan(name, node)
 
-    # Walk source_profile links down to the profile with keys (or credential_source).
-    chain = [target]
-    names = [name]
-    current = target
-    while current.role is not None and current.role.source_profile:
-        source = current.role.source_profile
-        if source in names:
-            raise ConfigError(
-                f"profile {name!r}: source_profile loops: {' -> '.join([*names, source])}",
-                hint="make the chain end at a profile with keys",
-            )
-        current = _settings(config, source, names)
-        chain.append(current)
-        names.append(source)
+    chain, names = _walk(config, target)
 
     base = chain[-1]
     if base.sso is not None:  # roles on top of an SSO profile: chained, so 1 h each
@@ -200,7 +221,7 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
                 raise ConfigError(
                     f"profile {hop.name!r}: duration_seconds = {hop.role.duration_seconds}, but a "
                     f"role assumed from SSO role credentials is capped at 1 h by STS (chain: "
-                    f"{' -> '.join(names)})",
+                    f"{_chain_text(names)})",
                     hint="set duration_seconds = 3600 or less",
                 )
             top = Node(
@@ -289,7 +310,7 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
             raise ConfigError(
                 f"profile {hop.name!r}: duration_seconds = {hop.role.duration_seconds}, but a role "
                 f"assumed from another role is capped at 1 h by STS (chain: "
-                f"{' -> '.join(names)})",
+                f"{_chain_text(names)})",
                 hint="set duration_seconds = 3600 or less",
             )
         parent = Node(
@@ -303,6 +324,42 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
             parent.base_profile,
         )
     return Plan(name, parent)
+
+
+def _walk(config: AwsConfig, target: ManagedProfile) -> tuple[list[ManagedProfile], list[str]]:
+    """Follow source_profile links down to the profile with keys (or credential_source)."""
+    chain = [target]
+    names = [target.name]
+    seen = {target.name}
+    current = target
+    while current.role is not None and current.role.source_profile:
+        source = current.role.source_profile
+        if source in seen:
+            raise ConfigError(
+                f"profile {target.name!r}: source_profile loops: {_chain_text([*names, source])}",
+                hint="make the chain end at a profile with keys",
+            )
+        if len(names) > MAX_CHAIN:
+            raise ConfigError(
+                f"profile {target.name!r}: the source_profile chain is longer than {MAX_CHAIN} "
+                f"hops ({_chain_text([*names, source])})",
+                hint="assume the role from a profile nearer to the keys: every hop past the "
+                "first is a 1 h chained role session",
+            )
+        current = _settings(config, source, names)
+        chain.append(current)
+        names.append(source)
+        seen.add(source)
+    return chain, names
+
+
+def _chain_text(names: list[str]) -> str:
+    """``a -> b -> c``; a long chain keeps its first and last hops."""
+    if len(names) <= 12:
+        return " -> ".join(names)
+    return (
+        " -> ".join(names[:6]) + f" -> ... ({len(names) - 10} more) -> " + " -> ".join(names[-4:])
+    )
 
 
 def _sso_nodes(profile: ManagedProfile) -> Node:

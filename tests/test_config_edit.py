@@ -97,11 +97,11 @@ def test_enable_then_disable_gives_back_the_same_bytes() -> None:
 
 def test_disable_keeps_other_credd_keys_and_reports_state() -> None:
     path = seed(CONFIG)
-    enable_profile("dev", {"credd_mfa_source": "process"})
+    enable_profile("dev", {"credd_mfa_source": "person"})
     assert disable_profile("dev") is True
     text = path.read_text()
     assert "credd = " not in text
-    assert "credd_mfa_source = process" in text
+    assert "credd_mfa_source = person" in text
     assert "credd_session_duration=3600" in text
     before = path.stat()
     assert disable_profile("dev") is False
