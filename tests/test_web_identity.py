@@ -57,9 +57,18 @@ class Issuer:
                 {"issuer": self.url, "audience": audience, "public_key_pem": pem.decode()},
             )
 
-    def token(self, expires: datetime, *, sub: str = "ci-job", aud: str = AUD) -> str:
+    def token(
+        self,
+        expires: datetime,
+        *,
+        sub: str = "ci-job",
+        aud: str = AUD,
+        issued: datetime | None = None,
+    ) -> str:
         header = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k1"}).encode())
         claims = {"iss": self.url, "sub": sub, "aud": aud, "exp": int(expires.timestamp())}
+        if issued is not None:
+            claims["iat"] = claims["nbf"] = int(issued.timestamp())
         payload = _b64(json.dumps(claims).encode())
         signed = f"{header}.{payload}".encode()
         signature = self.key.sign(signed, padding.PKCS1v15(), hashes.SHA256())

@@ -217,8 +217,10 @@ class VaultSource:
                 hint="credd serves what it holds and retries with backoff",
             )
         if isinstance(exc, (hx.InvalidPath, hx.InvalidRequest)):
+            said = "; ".join(str(e)[:200] for e in (getattr(exc, "errors", None) or [])[:2])
             return VaultError(
-                f"{where}: {what} of {self.settings.path} failed ({type(exc).__name__})",
+                f"{where}: {what} for {self.settings.path} failed ({type(exc).__name__}"
+                + (f": {said})" if said else ")"),
                 hint="check credd_vault_mount, credd_vault_type and credd_vault_role",
             )
         return VaultError(f"{where}: {what} failed unexpectedly ({type(exc).__name__})")
