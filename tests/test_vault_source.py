@@ -322,3 +322,50 @@ def test_daemon_serves_vault_credentials_to_the_cli_v2_and_boto3(
     arn = boto3.Session(profile_name="app").client("sts").get_caller_identity()["Arn"]
     assert ":assumed-role/" in arn
     assert token not in d.log.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_new_iam_user_keys_are_served_only_once_sts_accepts_them(
+    clean_env: Path, vault_engine: AwsEngine, keyring_env: Any
+) -> None:
+    """IAM is eventually consistent: new iam_user keys are asked about until STS takes them."""
+    sandbox = vault_engine.sandbox
+    add_roles(vault_engine, sandbox)
+    store = keyring_env.store()
+    store.set_session(secret_entry("iam"), {"token": vault_engine.bao.token()})
+    write_config(clean_env, sandbox, vault_profile("iam", vault_engine, "iam-user"))
+    clock = SandboxClock(sandbox, datetime.now(UTC).replace(microsecond=0))
+    sandbox.admin.set_fail(
+        "InvalidClientTokenId", 403, "The security token included in the request is invalid.",
+        count=2, actions=["GetCallerIdentity"],
+    )  # fmt: skip
+    manager, sched = manager_for(clock, store)
+    sched.run_for(1)
+    assert manager.profile_status("iam").state == "fresh"
+    assert sandbox.admin.calls("GetCallerIdentity") == 3  # two refusals, then accepted
+    assert clock.slept == [2.0, 2.0]  # on the injected clock
+    manager.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_renewable_token_shorter_than_the_lease_is_renewed_before_it_ends(
+    clean_env: Path, vault_engine: AwsEngine, keyring_env: Any
+) -> None:
+    sandbox, bao = vault_engine.sandbox, vault_engine.bao
+    add_roles(vault_engine, sandbox)
+    store = keyring_env.store()
+    token = bao.token(ttl="10m")  # shorter than the 15 min lease
+    store.set_session(secret_entry("short"), {"token": token})
+    write_config(clean_env, sandbox, vault_profile("short", vault_engine, "assumed-role"))
+    clock = SandboxClock(sandbox, datetime.now(UTC).replace(microsecond=0))
+    manager, sched = manager_for(clock, store)
+    sched.run_for(1)
+    creds = manager.credentials("short")
+    assert creds.expiration is not None
+    # announced as ending with the token, so the next fetch (and renewal) comes before it ends
+    assert creds.expiration - clock.now() <= timedelta(minutes=10)
+    renewed = bao.api("POST", "auth/token/lookup", {"token": token})["data"]["last_renewal_time"]
+    sched.run_for(600)
+    info = bao.api("POST", "auth/token/lookup", {"token": token})["data"]
+    assert info["last_renewal_time"] > renewed and manager.profile_status("short").state == "fresh"
+    manager.stop()

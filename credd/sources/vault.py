@@ -7,10 +7,11 @@ caches, refreshes ahead of the lease's end and serves. All four credential types
 them before serving them). The expiry is the lease's end (``now + lease_duration``).
 
 Authentication (``credd_vault_auth``): ``token`` (kept in the secret store, renewed with
-``renew-self`` at each fetch when renewable), ``approle`` (role_id in the config, secret_id in the
-secret store) or ``jwt`` (the host's ``web_identity_token_file``, read at each login). A login's
-token is held in memory and logged in again when Vault refuses it or it nears its end. The token,
-secret_id and JWT are never logged nor put in an error. Uses the ``hvac`` client.
+``renew-self`` at each fetch when renewable; credentials are announced as ending no later than
+the token, so the next fetch, and renewal, comes before it ends), ``approle`` (role_id in the
+config, secret_id in the secret store) or ``jwt`` (the host's ``web_identity_token_file``, read
+at each login). A login's token is held in memory and logged in again when Vault refuses it or it
+nears its end. The token, secret_id and JWT are never logged nor put in an error. Uses the ``hvac`` client.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class VaultSource:
         self._clock = clock
         self._client = hvac_client
         self._login_ends: datetime | None = None  # approle/jwt: when the held token ends
+        self._token_ends: datetime | None = None  # token auth: when the renewed token ends
 
     def push_code(self, code: str) -> None:
         raise UsageError(f"{self.name!r} takes no MFA code (OpenBao/Vault issues its keys)")
@@ -119,11 +121,16 @@ class VaultSource:
     def _renew(self, client: Any) -> None:
         try:
             info = client.auth.token.lookup_self()["data"]
+            ttl = int(info.get("ttl") or 0)
             if info.get("renewable"):
-                client.auth.token.renew_self()
-                log.info("profile %s: Vault token renewed", self.name)
+                reply = client.auth.token.renew_self()
+                ttl = int(reply.get("auth", {}).get("lease_duration") or ttl)
+                log.info("profile %s: Vault token renewed for %d s", self.name, ttl)
         except Exception as exc:
             raise self._translate(exc, "the token lookup") from None
+        # Only a renewable token is worth an early fetch (0: a token that never ends).
+        renewable = bool(info.get("renewable")) and ttl > 0
+        self._token_ends = self._clock.now() + timedelta(seconds=ttl) if renewable else None
 
     def _login(self, client: Any) -> None:
         s = self.settings
@@ -174,6 +181,10 @@ class VaultSource:
         token = data.get("security_token") or data.get("session_token") or None
         lease = int(reply.get("lease_duration") or 0)
         expiration = self._clock.now() + timedelta(seconds=lease) if lease > 0 else None
+        if expiration and self._token_ends and self._token_ends < expiration:
+            # The next fetch (which renews the token) must come before the token ends: the
+            # credentials are announced as ending with it, so credd and SDKs refresh in time.
+            expiration = self._token_ends
         arn = str(data.get("arn") or "")
         account = arn.split(":")[4] if arn.count(":") >= 5 else None
         return Credentials(key, secret, str(token) if token else None, expiration, account)
