@@ -11,7 +11,8 @@ Authentication (``credd_vault_auth``): ``token`` (kept in the secret store, rene
 the token, so the next fetch, and renewal, comes before it ends), ``approle`` (role_id in the
 config, secret_id in the secret store) or ``jwt`` (the host's ``web_identity_token_file``, read
 at each login). A login's token is held in memory and logged in again when Vault refuses it or it
-nears its end. The token, secret_id and JWT are never logged nor put in an error. Uses the ``hvac`` client.
+nears its end. The token, secret_id and JWT are never logged nor put in an error. Uses the
+``hvac`` client.
 """
 
 from __future__ import annotations
