@@ -369,3 +369,61 @@ def test_a_renewable_token_shorter_than_the_lease_is_renewed_before_it_ends(
     info = bao.api("POST", "auth/token/lookup", {"token": token})["data"]
     assert info["last_renewal_time"] > renewed and manager.profile_status("short").state == "fresh"
     manager.stop()
+
+
+@pytest.mark.timeout(300)
+def test_daemon_rotations_of_every_type_to_the_cli_v2_and_boto3_with_no_failed_call(
+    daemons: DaemonFactory, vault_engine: AwsEngine
+) -> None:
+    """Real time, 30 s leases: each type rotates at least 3 times under programs that keep
+    calling (boto3 sessions that live across rotations, and the AWS CLI v2) through
+    ``credential_process = credd get``."""
+    import time
+
+    import boto3
+
+    sandbox = daemons.sandbox
+    sandbox.admin.set_min_duration(30)
+    add_roles(vault_engine, sandbox)
+    for role in vault_engine.roles.values():
+        role.ttl = 30
+    sock = daemons.home / "run" / "credd.sock"
+    body = ""
+    for role in vault_engine.roles:
+        body += vault_profile(role, vault_engine, role)
+        body += (
+            f"[profile app-{role}]\nregion = us-east-1\nservices = sandbox\n"
+            f"credential_process = {sys.executable} -m credd.cli get {role} --socket {sock}\n"
+        )
+    daemons.write_config(body)
+    d = daemons.start()
+    for role in vault_engine.roles:
+        token = vault_engine.bao.token()
+        assert d.run("vault", "token", "set", role, "--stdin", stdin=token).returncode == 0
+        d.run("refresh", role)
+    sessions = {r: boto3.Session(profile_name=f"app-{r}") for r in vault_engine.roles}
+    clients = {r: s.client("sts") for r, s in sessions.items()}
+    seen: dict[str, set[str]] = {r: set() for r in vault_engine.roles}
+    calls = failed = 0
+    deadline = time.monotonic() + 200
+    while min(len(k) for k in seen.values()) < 4 and time.monotonic() < deadline:
+        for i, (role, sts) in enumerate(clients.items()):
+            try:
+                sts.get_caller_identity()
+                creds = sessions[role].get_credentials().get_frozen_credentials()
+                seen[role].add(creds.access_key)
+                remember(creds.secret_key, creds.token)
+            except Exception:  # counted: the figure must be 0
+                failed += 1
+            calls += 1
+            if i == calls % 4:  # the CLI v2, one type per round
+                done = subprocess.run(
+                    [AWS_V2, "sts", "get-caller-identity", "--profile", f"app-{role}",
+                     "--endpoint-url", sandbox.endpoint],
+                    env=daemons.env(), capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                calls += 1
+                failed += done.returncode != 0
+        time.sleep(1)
+    assert failed == 0, f"{failed} of {calls} calls failed"
+    assert min(len(k) for k in seen.values()) >= 4, {r: len(k) for r, k in seen.items()}
