@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from credd import source_keys
 from credd.errors import ConfigError, ProfileNotFound
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class ManagedProfile:
     """A profile credd manages, validated. Holds no secret."""
 
     name: str
-    kind: str  # "session-token" or "assume-role" (SSO arrives with a later issue)
+    kind: str  # "session-token", "assume-role", "sso", "process", "web-identity"
     mfa_serial: str | None
     mfa_source: str | None  # None: decided at refresh time (process > stored seed > person)
     mfa_process: str | None
@@ -146,6 +147,7 @@ class RoleSettings:
     role_session_name: str | None
     duration_seconds: int
     duration_set: bool  # duration_seconds was written in the profile
+    web_identity_token_file: str | None = None  # AssumeRoleWithWebIdentity (botocore's key)
 
 
 def _role(name: str, raw: Mapping[str, Any], minimum: int = ROLE_MIN) -> RoleSettings:
@@ -162,7 +164,8 @@ def _role(name: str, raw: Mapping[str, Any], minimum: int = ROLE_MIN) -> RoleSet
             f"profile {name!r} has both source_profile and credential_source",
             hint="keep one of them (botocore refuses both too)",
         )
-    if not source and not cred_source:
+    token_file = str(raw.get("web_identity_token_file") or "").strip() or None
+    if not source and not cred_source and not token_file:
         raise ConfigError(
             f"profile {name!r} has role_arn but neither source_profile nor credential_source",
             hint="add source_profile = PROFILE (the IAM user or role to assume it from)",
@@ -201,6 +204,7 @@ def _role(name: str, raw: Mapping[str, Any], minimum: int = ROLE_MIN) -> RoleSet
         role_session_name=str(session_name) if session_name else None,
         duration_seconds=duration,
         duration_set=text is not None,
+        web_identity_token_file=None if source or cred_source else token_file,
     )
 
 
@@ -236,9 +240,13 @@ class AwsConfig:
 
 def _kind(name: str, raw: Mapping[str, Any]) -> str:
     if "role_arn" in raw:
-        return "assume-role"
+        return "web-identity" if source_keys.is_web_identity(raw) else "assume-role"
+    if source_keys.is_vault(raw):
+        return "vault"
     if "sso_session" in raw or "sso_start_url" in raw or "sso_account_id" in raw:
         return "sso"
+    if source_keys.is_process(raw):
+        return "process"
     return "session-token"
 
 
@@ -342,6 +350,7 @@ def _profile(
 ) -> ManagedProfile:
     check_values(f"profile {name!r}", raw, READ_KEYS)
     kind = _kind(name, raw)
+    source_keys.check(name, kind, raw)
 
     source = raw.get("credd_mfa_source")
     if source is not None:
@@ -406,7 +415,7 @@ def _profile(
         )
 
     return ManagedProfile(
-        role=_role(name, raw, min(minimum, ROLE_MIN)) if kind == "assume-role" else None,
+        role=_role(name, raw, min(minimum, ROLE_MIN)) if "role_arn" in raw else None,
         sso=_sso(name, raw, sso_sessions or {}) if kind == "sso" else None,
         name=name,
         kind=kind,

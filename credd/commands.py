@@ -387,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.presign import register as register_presign
 
     register_presign(sub)
+    from credd.cli_vault import register as register_vault
+
+    register_vault(sub)
     from credd.console import register as register_console
 
     register_console(sub)

@@ -23,9 +23,15 @@ The tree::
      │    ├── SecretStoreLocked     secret_store_locked 6  503  (transient)
      │    └── SecretMissing         secret_missing    6    404
      ├── AwsError                   aws_error         7    502
+     │    ├── CredentialProcessFailed credential_process_failed 7 502 (transient)
+     │    │    └── CredentialProcessInvalid credential_process_invalid 7 502
+     │    ├── WebIdentityTokenExpired web_identity_token_expired 7 502 (transient)
      │    ├── AwsUnreachable        aws_unreachable   7    502  (transient)
      │    ├── AwsThrottled          aws_throttled     7    502  (transient)
      │    └── AwsAccessDenied       aws_access_denied 7    502
+     ├── VaultError                 vault_error       7    502
+     │    ├── VaultUnreachable      vault_unreachable 7    502  (transient)
+     │    └── VaultDenied           vault_denied      7    502
      ├── CredentialsFileError       credentials_file_error 8 500
      │    ├── ForeignSection        foreign_section   8    409
      │    └── SsoCacheError         sso_cache_error   8    500
@@ -205,6 +211,48 @@ class AwsAccessDenied(AwsError):
     """AWS refused the call (bad keys, missing permission, bad duration...)."""
 
     code = "aws_access_denied"
+
+
+class CredentialProcessFailed(AwsError):
+    """A profile's ``credential_process`` helper failed (exit status, timeout); backed off."""
+
+    code = "credential_process_failed"
+    transient = True
+
+
+class CredentialProcessInvalid(CredentialProcessFailed):
+    """The helper printed something that is not credentials: parked until fixed."""
+
+    code = "credential_process_invalid"
+    transient = False
+
+
+class WebIdentityTokenExpired(AwsError):
+    """The token in ``web_identity_token_file`` has expired; retried as it is rotated."""
+
+    code = "web_identity_token_expired"
+    transient = True
+
+
+class VaultError(CreddError):
+    """OpenBao/Vault answered with an error credd cannot fix by itself (a path, a role)."""
+
+    code = "vault_error"
+    exit_code = 7
+    http_status = 502
+
+
+class VaultUnreachable(VaultError):
+    """OpenBao/Vault could not be reached, is sealed or failed on its side; retried with backoff."""
+
+    code = "vault_unreachable"
+    transient = True
+
+
+class VaultDenied(VaultError):
+    """OpenBao/Vault refused the token or the login (revoked, expired, not allowed)."""
+
+    code = "vault_denied"
 
 
 class CredentialsFileError(CreddError):

@@ -11,7 +11,10 @@ A plan is a chain of *nodes*; each node is one STS call credd repeats on its own
 - ``sso-token:S`` — the IAM Identity Center access token of sso-session S (or legacy start URL),
   shared with the AWS CLI's cache and refreshed with its refresh token;
 - ``sso:S:ACCOUNT:ROLE`` — ``GetRoleCredentials`` from that token, shared by every profile naming
-  the same account and role.
+  the same account and role;
+- ``process:P`` — profile P's ``credential_process`` helper, run by credd (a chain's base);
+- ``web-identity:R`` — ``AssumeRoleWithWebIdentity`` for R from its token file (a chain's base);
+- ``vault:P`` — ``MOUNT/creds/ROLE`` or ``MOUNT/sts/ROLE`` of OpenBao/Vault for P (a chain's base).
 
 The rules (facts.md): a role assumed from session credentials or from another role is capped at
 1 h; ``GetSessionToken`` lasts up to 36 h and feeds any number of ``AssumeRole`` calls without
@@ -27,6 +30,9 @@ from typing import Any
 from credd.awsconfig import CHAIN_CAP, AwsConfig, ManagedProfile, profile_settings
 from credd.errors import ConfigError
 
+#: Kinds of profile that are the base of a chain on their own (no MFA, no source_profile).
+BASE_KINDS = ("process", "vault")
+
 CodeSourceOf = Callable[[ManagedProfile], str]  # "totp" | "process" | "person"
 
 #: The longest source_profile chain credd plans (hops from the target down to the keys).
@@ -38,7 +44,7 @@ MAX_CHAIN = 64
 @dataclass(frozen=True, eq=False)
 class Node:
     key: str
-    kind: str  # "session-token" | "assume-role" | "sso-token" | "sso"
+    kind: str  # "session-token" | "assume-role" | "sso-token" | "sso" | "process" | "web-identity"
     profile: ManagedProfile  # whose settings make the call (user for sessions, role for roles)
     parent: Node | None  # None: from long-term keys, or the environment
     base: str  # the profile holding the long-term keys ("" for the environment)
@@ -135,6 +141,20 @@ def explain(plan: Plan, code_source: str | None) -> str:
         if node.kind == "sso" and sso is not None:
             parts.append(f"GetRoleCredentials for {sso.role_name} in account {sso.account_id}")
             continue
+        if node.kind == "process":
+            parts.append(f"credential_process of {node.profile.name!r} (run by credd, no shell)")
+            continue
+        if node.kind == "vault":
+            addr, path = node.profile.raw.get("credd_vault_addr"), _vault_path(node.profile)
+            parts.append(f"OpenBao/Vault {path} at {addr} (leases honoured, token renewed)")
+            continue
+        if node.kind == "web-identity" and node.profile.role is not None:
+            parts.append(
+                f"AssumeRoleWithWebIdentity {node.profile.role.role_arn} for "
+                f"{_hours(node.duration)} with the token in "
+                f"{node.profile.role.web_identity_token_file} (re-read at every refresh)"
+            )
+            continue
         if node.kind == "session-token":
             parts.append(
                 f"MFA session of {node.base!r} (GetSessionToken, {_hours(node.duration)}, "
@@ -197,6 +217,8 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
     target = config.managed[name]
     if target.sso is not None:
         return Plan(name, _sso_nodes(target))
+    if target.kind in BASE_KINDS:
+        return Plan(name, _base_node(target))
     if target.role is None:
         node = Node(
             f"session:{name}",
@@ -213,6 +235,8 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
     chain, names = _walk(config, target)
 
     base = chain[-1]
+    if base.kind in BASE_KINDS:  # roles on a helper's or Vault's keys: STS decides the caps
+        return Plan(name, _hops(_base_node(base), chain[-2::-1]))
     if base.sso is not None:  # roles on top of an SSO profile: chained, so 1 h each
         top = _sso_nodes(base)
         for hop in chain[-2::-1]:
@@ -252,9 +276,10 @@ def plan_for(config: AwsConfig, name: str, code_source_of: CodeSourceOf) -> Plan
                 hint="use source_profile with an IAM user profile for MFA",
             )
         first, hops = base, chain[-2::-1]
+        web = first.role is not None and first.role.web_identity_token_file is not None
         parent = Node(
-            f"role:{first.name}",
-            "assume-role",
+            f"{'web-identity' if web else 'role'}:{first.name}",
+            "web-identity" if web else "assume-role",
             first,
             None,
             "",
@@ -360,6 +385,30 @@ def _chain_text(names: list[str]) -> str:
     return (
         " -> ".join(names[:6]) + f" -> ... ({len(names) - 10} more) -> " + " -> ".join(names[-4:])
     )
+
+
+def _base_node(profile: ManagedProfile) -> Node:
+    """``process:P`` or ``vault:P``: the base of a chain fed by a helper or by Vault."""
+    return Node(f"{profile.kind}:{profile.name}", profile.kind, profile, None, "", False, 0, None)
+
+
+def _vault_path(profile: ManagedProfile) -> str:
+    raw = profile.raw
+    return "{}/{}/{}".format(
+        raw.get("credd_vault_mount", "aws").strip("/"),
+        raw.get("credd_vault_type", "creds"),
+        raw.get("credd_vault_role", "?"),
+    )
+
+
+def _hops(top: Node, hops: list[ManagedProfile]) -> Node:
+    """``role:R`` nodes, each assumed from the one below, on top of ``top``."""
+    for hop in hops:
+        assert hop.role is not None
+        top = Node(
+            f"role:{hop.name}", "assume-role", hop, top, "", False, hop.role.duration_seconds
+        )
+    return top
 
 
 def _sso_nodes(profile: ManagedProfile) -> Node:

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.files",
     "tests.fixtures.transport",
     "tests.fixtures.daemon",
+    "tests.fixtures.vault",
 ]
 
 

@@ -69,6 +69,12 @@ def _names(body: Json, key: str, default: frozenset[str] | None) -> frozenset[st
     return None if "*" in value else frozenset(value)
 
 
+def _web_identity_rules(route: str, state: SandboxState) -> list[Rule]:
+    from credd.sandbox.web_identity import admin_rules
+
+    return admin_rules(route, state)
+
+
 class AdminApi:
     """Routes admin requests to the sandbox's state, knobs and counters."""
 
@@ -111,6 +117,7 @@ class AdminApi:
                 Rule(f"{route}/settings", endpoint=self.update_settings, methods=["POST"]),
                 Rule(f"{route}/reset", endpoint=self.reset, methods=["POST"]),
                 *self._sso_rules(route),
+                *_web_identity_rules(route, state),
             ]
         )
 

@@ -157,6 +157,11 @@ class Gateway:
             self._apply_knobs(service, action)
             if presign_fault is not None:
                 raise presign_fault
+            if auth is None and action == "AssumeRoleWithWebIdentity":  # unsigned: a JWT
+                data, result_headers = self._web_identity(params, request_id)
+                ok = True
+                start_response(_status_line(200), result_headers)
+                return [data]
             caller = self._authenticate(auth, request.method, raw_uri, headers, body, arrived)
             if service == "sts" or (service == "iam" and action in IAM_ACTIONS):
                 result = self._answer(service, action, caller, params, request_id)
@@ -289,6 +294,19 @@ class Gateway:
                 "ExpiredToken", "The security token included in the request is expired", 403
             )
         return record
+
+    def _web_identity(
+        self, params: dict[str, str], request_id: str
+    ) -> tuple[bytes, list[tuple[str, str]]]:
+        from credd.sandbox.web_identity import assume_role_with_web_identity
+
+        result = assume_role_with_web_identity(self.state, params)
+        data = query_response("AssumeRoleWithWebIdentity", "sts", result, request_id)
+        return data, [
+            ("Content-Type", "text/xml"),
+            ("Content-Length", str(len(data))),
+            ("x-amzn-RequestId", request_id),
+        ]
 
     def _answer(
         self,

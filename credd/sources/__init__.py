@@ -76,6 +76,21 @@ def build_source(
         assert tokens is not None
         log.info("%s: sso:GetRoleCredentials", node.key)
         return SsoRoleSource(node, parent=parent, clients=clients, tokens=tokens)
+    if node.kind == "process":
+        from credd.sources.process import CredentialProcessSource
+
+        log.info("%s: credential_process run by credd", node.key)
+        return CredentialProcessSource(node, clock=clock)
+    if node.kind == "vault":
+        from credd.sources.vault import VaultSource
+
+        log.info("%s: OpenBao/Vault AWS secrets engine", node.key)
+        return VaultSource(node, secrets=secrets, clients=clients, clock=clock)
+    if node.kind == "web-identity":
+        from credd.sources.web_identity import WebIdentitySource
+
+        log.info("%s: sts:AssumeRoleWithWebIdentity for %d s", node.key, node.duration)
+        return WebIdentitySource(node, clients=clients)
     if node.kind == "session-token":
         from credd.sources.session_token import SessionTokenSource
 
