@@ -21,6 +21,7 @@ The tree::
      ├── DaemonUnavailable          daemon_unavailable 5   503
      ├── SecretStoreError           secret_store_unavailable 6 503  (transient)
      │    ├── SecretStoreLocked     secret_store_locked 6  503  (transient)
+     │    │    └── SecretStoreSealed secret_store_locked 6  503  (the file store, this process)
      │    └── SecretMissing         secret_missing    6    404
      ├── AwsError                   aws_error         7    502
      │    ├── CredentialProcessFailed credential_process_failed 7 502 (transient)
@@ -175,6 +176,13 @@ class SecretStoreLocked(SecretStoreError):
     """The keyring is locked."""
 
     code = "secret_store_locked"
+
+
+class SecretStoreSealed(SecretStoreLocked):
+    """The encrypted file store cannot be unlocked by this process (no passphrase, or a wrong
+    one): only a restart with the right passphrase helps, so it is not retried."""
+
+    transient = False
 
 
 class SecretMissing(SecretStoreError):

@@ -39,7 +39,7 @@ import keyring.backend
 import keyring.errors
 from keyring.compat import properties
 
-from credd.errors import SecretStoreError, SecretStoreLocked, UsageError
+from credd.errors import SecretStoreError, SecretStoreLocked, SecretStoreSealed, UsageError
 from credd.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -207,8 +207,8 @@ def passphrase_source(
     return None
 
 
-def no_passphrase_error(path: Path) -> SecretStoreLocked:
-    return SecretStoreLocked(
+def no_passphrase_error(path: Path) -> SecretStoreSealed:
+    return SecretStoreSealed(
         f"the encrypted secret store {path} is locked: no passphrase was given",
         hint=f"pass it with --passphrase-fd N ({FD_ENV}=N), as the systemd credential "
         f"{CREDENTIAL_NAME} (LoadCredential=), or run interactively to be asked; " + DOCS,
@@ -498,7 +498,7 @@ class EncryptedFileKeyring(FileKeyring):
         try:
             plain = AESGCM(key).decrypt(nonce, sealed, self._aad(header))
         except InvalidTag:
-            raise SecretStoreLocked(
+            raise SecretStoreSealed(
                 f"wrong passphrase for the encrypted secret store {self.path} "
                 "(or the file was altered)",
                 hint="give the passphrase used with `credd store init`; restart credd "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from credd.clock import Clock, SystemClock
+from credd.clock import UTC, Clock, SystemClock
 
 ACCOUNT_ID = "123456789012"  # moto's default account: ARNs agree on both sides
 AWS_MIN_DURATION = 900
@@ -163,10 +163,12 @@ class SandboxState:
             )
 
     def user_keys(self, user_name: str) -> list[KeyRecord]:
-        """The user's long-term keys, oldest first."""
+        """The user's long-term keys, oldest first: by creation time (whole seconds, as IAM
+        shows it), then in the order they were made (``keys`` keeps it; the sort is stable). A
+        key without a creation time came with its user, before any other."""
         with self.lock:
             keys = [k for k in self.keys.values() if k.kind == "user" and k.user_name == user_name]
-        return sorted(keys, key=lambda k: (k.created or self.clock.now(), k.access_key_id))
+        return sorted(keys, key=lambda k: k.created or datetime.min.replace(tzinfo=UTC))
 
     def record_use(self, record: KeyRecord, service: str, region: str) -> None:
         if record.kind == "user":
