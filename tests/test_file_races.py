@@ -26,7 +26,7 @@ from credd import doctor
 from credd.clock import FakeClock, SystemClock
 from credd.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX
 from credd.writers import CredentialsFileWriter, SectionWrite
-from tests.fixtures.files import SAMPLE_CREDENTIALS, make_credentials, run_aws_v2
+from tests.fixtures.files import SAMPLE_CREDENTIALS, lease_breaking, make_credentials, run_aws_v2
 from tests.test_secrets_headless import credd
 
 USER = SAMPLE_CREDENTIALS["typical"]
@@ -91,12 +91,6 @@ class ReleasingClock(FakeClock):
         if action is not None:
             action()
         super().sleep(seconds)
-
-
-def lease_breaking(ino: int) -> bool:
-    """Whether a process is blocked opening inode ``ino`` for writing against credd's lease."""
-    with open("/proc/locks") as fh:
-        return any("LEASE" in line and "BREAKING" in line and f":{ino} " in line for line in fh)
 
 
 class OtherWriter:
