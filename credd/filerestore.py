@@ -34,7 +34,7 @@ from credd.inifile import (
     real_target,
     split_section,
 )
-from credd.safewrite import GOOD_SUFFIX, SAVED_SUFFIX, atomic_write, sidecar
+from credd.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX, atomic_write, sidecar
 
 OWNER_KEY = "credd_managed_by"
 

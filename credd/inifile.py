@@ -31,7 +31,7 @@ from configupdater.block import Block
 from credd.clock import Clock
 from credd.errors import ConfigError, CreddError, CredentialsFileError
 from credd.safewrite import SETTLE_SECONDS, Committer, Settle
-from credd.safewrite import atomic_write as atomic_write  # used by credd.sso.cache
+from credd.sidefiles import atomic_write as atomic_write  # used by credd.sso.cache
 
 log = logging.getLogger(__name__)
 

@@ -4,16 +4,21 @@ The AWS CLI (``aws configure set``), editors and scripts rewrite ``~/.aws/creden
 ``~/.aws/config`` without taking credd's lock, most of them by truncating the file and then writing
 it (``open(path, "w")``). :func:`commit` makes credd's rename-based write safe against them:
 
-1. it reads the file through a descriptor it keeps open (so it can look at *that* inode later);
-2. a file that is missing, empty, unparseable or lost a ``[section]`` since credd last wrote it
-   (the last-known-good copy) may be a truncate-then-write caught in the gap: credd waits for it
-   to change, bounded by ``settle`` seconds on the injected clock, and re-reads;
-3. it writes and fsyncs the temp file *first*, then checks that the path still holds the inode it
-   read, unchanged (device, inode, size, mtime_ns and every byte), then renames;
-4. after the rename it looks at the replaced inode again, at once and :data:`LINGER` later: if
-   a writer opened it in the microseconds between the check and the rename, its bytes went
-   there; credd waits for that write to finish (bounded), takes its content as the new base and
-   commits again over its own;
+1. it reads the file through a descriptor it keeps open (so it can look at *that* inode later)
+   and holds a read lease on it (:mod:`credd.leases`): while the lease is held, any process
+   that opens the inode for writing blocks in its ``open`` and credd sees the lease broken;
+2. a file another process has open for writing (the lease cannot be taken) is a write in
+   progress: credd waits for it to be closed, bounded by ``writer_seconds``; a file that is
+   missing, empty or lost a ``[section]`` since credd last wrote it (the last-known-good copy)
+   may be a truncate-then-write caught in its gap: credd waits for it to change, bounded by
+   ``settle`` seconds on the injected clock, and re-reads;
+3. it writes and fsyncs the temp file *first*, then checks that the lease is unbroken and the
+   path still holds the inode it read, unchanged (device, inode, size, mtime_ns and every
+   byte), then renames;
+4. after the rename it looks at the replaced inode again, at once and :data:`LINGER` later: a
+   writer that resolved the path to it before the rename is blocked in its ``open`` (the lease
+   is broken) or, without leases, has written there; credd releases it, waits for it to close
+   (bounded), takes that inode's content as the new base and commits again over its own;
 5. a new file is created with ``link`` (never clobbers a file that appeared meanwhile);
 6. stale temp files of killed writers are removed at the next write (under the lock, so none is
    in use), and the last-known-good copy ``<file>.credd-good`` (0600) is refreshed; when credd
@@ -32,21 +37,31 @@ import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from credd.clock import Clock
 from credd.errors import CreddError
+from credd.leases import Lease, broken, release, take, wait_closed
+from credd.sidefiles import (
+    GOOD_SUFFIX,
+    SAVED_SUFFIX,
+    TMP_SUFFIX,
+    atomic_write,
+    fsync_dir,
+    read_good,
+    remove_stale_temps,
+    sidecar,
+)
 
 log = logging.getLogger(__name__)
 
-TMP_SUFFIX = ".credd-tmp"
-GOOD_SUFFIX = ".credd-good"
-SAVED_SUFFIX = ".credd-saved"
 #: How long a file that looks like a write in progress may stay so before credd accepts it.
 SETTLE_SECONDS = 1.0
+#: How long credd waits for a process that has the file open for writing to close it.
+WRITER_SECONDS = 5.0
 #: How long after its rename credd looks again at the inode it replaced.
-LINGER = 0.01
+LINGER = 0.05
 _POLL = 0.002
 _SECTION = re.compile(rb"(?m)^[ \t]*\[([^\]\r\n]*)\]")
 
@@ -66,6 +81,7 @@ class Seen:
     ident: Ident | None
     data: bytes
     mode: int | None
+    lease: Lease = Lease.NONE
 
     def close(self) -> None:
         if self.fd is not None:
@@ -100,17 +116,25 @@ def open_seen(path: Path) -> Seen:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        lease = take(fd)  # before reading: a write after the read breaks it
         ident, data = _read_fd(fd)
     except BaseException:
         os.close(fd)
         raise
-    return Seen(fd, ident, data, stat.S_IMODE(st.st_mode))
+    return Seen(fd, ident, data, stat.S_IMODE(st.st_mode), lease)
 
 
 def unchanged(seen: Seen) -> bool:
-    """Whether the inode ``seen`` was read from still holds exactly what was read."""
+    """Whether the inode ``seen`` was read from still holds exactly what was read, and (with
+    a lease) no process has opened it for writing since; a broken lease is released at once,
+    so that writer's ``open`` goes on."""
     if seen.fd is None:
         return True
+    if seen.lease is Lease.HELD and broken(seen.fd):
+        release(seen.fd)
+        seen.lease = Lease.BROKEN
+    if seen.lease is Lease.BROKEN:
+        return False
     ident, data = _read_fd(seen.fd)
     return ident == seen.ident and data == seen.data
 
@@ -141,75 +165,9 @@ def looks_interrupted(seen: Seen, good: bytes | None) -> bool:
     return seen.fd is None or not sections(good) <= sections(seen.data)
 
 
-def sidecar(target: Path, suffix: str) -> Path:
-    return target.with_name(target.name + suffix)
-
-
-def read_good(target: Path) -> bytes | None:
-    try:
-        return sidecar(target, GOOD_SUFFIX).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Temp file next to ``path``, fsync, rename over ``path``, fsync the directory. For files
-    only credd writes (the good copy, the SSO cache): no check against other writers."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def _temp_name(target: Path) -> re.Pattern[str]:
-    """Names of credd's temp files for ``target`` and for its good/saved copies."""
-    name = re.escape(target.name)
-    kinds = rf"(\.\d+|{re.escape(GOOD_SUFFIX)}|{re.escape(SAVED_SUFFIX)})?"  # none: older credd
-    return re.compile(rf"^\.{name}{kinds}\.[a-z0-9_]{{8}}{re.escape(TMP_SUFFIX)}$")
-
-
-def remove_stale_temps(target: Path) -> list[str]:
-    """Remove our leftover temp files for ``target`` (a killed writer's). The caller holds the
-    lock, and credd makes temp files only under it, so none of them is in use."""
-    removed: list[str] = []
-    pattern = _temp_name(target)
-    uid = os.getuid()
-    with suppress(FileNotFoundError):
-        for entry in os.scandir(target.parent):
-            if not pattern.match(entry.name):
-                continue
-            with suppress(FileNotFoundError):
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and st.st_uid == uid:
-                    os.unlink(entry.path)
-                    removed.append(entry.name)
-    if removed:
-        log.info("removed %d temp file(s) a killed writer left next to %s", len(removed), target)
-    return removed
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems refuse fsync on directories
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
 def write_temp(target: Path, data: bytes, mode: int) -> tuple[str, Seen]:
-    """A fsynced temp file next to ``target``; its path and a :class:`Seen` of it (fd kept)."""
+    """A fsynced temp file next to ``target``; its path and a :class:`Seen` of it, through a
+    read-only descriptor kept open with a lease (no one else knows the name yet)."""
     fd, tmp = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=TMP_SUFFIX
     )
@@ -219,39 +177,53 @@ def write_temp(target: Path, data: bytes, mode: int) -> tuple[str, Seen]:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        lease = take(fd)  # our own write descriptor is closed: nothing has it open for writing
         ident, _ = _read_fd(fd)
     except BaseException:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return tmp, Seen(fd, ident, data, mode)
+    return tmp, Seen(fd, ident, data, mode, lease)
 
 
 @dataclass
 class Settle:
-    """Bounded waits on the injected clock."""
+    """Bounded waits on the injected clock: ``seconds`` for a file that only looks like a write
+    in progress, ``writer_seconds`` for one that a process is known to have open for writing."""
 
     clock: Clock
     seconds: float
+    writer_seconds: float = WRITER_SECONDS
 
-    def until_changed(self, path: Path, seen: Seen) -> Seen:
-        """Re-read ``path`` until it differs from ``seen`` or ``seconds`` pass; the last read."""
-        deadline = self.clock.now() + timedelta(seconds=self.seconds)
+    def until_changed(self, path: Path, seen: Seen, deadline: datetime) -> Seen:
+        """Re-read ``path`` until it differs from ``seen`` (its bytes, or whether a process has
+        it open for writing) or ``deadline`` passes; the last read."""
         pause = _POLL
+        was_busy = seen.lease is Lease.WRITER
         while self.clock.now() < deadline:
             self.clock.sleep(pause)
             pause = min(pause * 2, 0.05)
             fresh = open_seen(path)
-            if (fresh.ident, fresh.data) != (seen.ident, seen.data):
+            busy = fresh.lease is Lease.WRITER
+            if (fresh.ident, fresh.data, busy) != (seen.ident, seen.data, was_busy):
                 return fresh
             fresh.close()
         return seen
 
     def inode(self, seen: Seen) -> bytes:
-        """The content of ``seen``'s inode once a foreign write to it has finished (bounded):
-        non-empty and the same on two looks in a row."""
+        """The content of ``seen``'s inode once a foreign write to it has finished (bounded).
+        With a lease: every writer has closed it. Without: non-empty and the same on two looks
+        in a row."""
         assert seen.fd is not None
+        if seen.lease is not Lease.NONE:
+            seen.lease = wait_closed(seen.fd, self.clock, self.writer_seconds)
+            if seen.lease is Lease.HELD:
+                return _read_fd(seen.fd)[1]
         deadline = self.clock.now() + timedelta(seconds=self.seconds)
         last = _read_fd(seen.fd)
         pause = _POLL
@@ -343,15 +315,25 @@ class Committer:
         return unchanged(replaced)
 
     def _read_settled(self, seen: Seen, good: bytes | None) -> Seen:
-        """A file that looks like a truncate-then-write in progress: wait (bounded) for it."""
-        deadline = self.settle.clock.now() + timedelta(seconds=self.settle.seconds)
-        while looks_interrupted(seen, good) and self.settle.clock.now() < deadline:
-            fresh = self.settle.until_changed(self.target, seen)
+        """A file another process has open for writing, or that looks like a truncate-then-write
+        in progress: wait (bounded) for it."""
+        now = self.settle.clock.now()
+        settled = now + timedelta(seconds=self.settle.seconds)
+        closed = now + timedelta(seconds=self.settle.writer_seconds)
+        while True:
+            if seen.lease is Lease.WRITER:
+                deadline = closed
+            elif looks_interrupted(seen, good):
+                deadline = settled
+            else:
+                return seen
+            if self.settle.clock.now() >= deadline:
+                return seen
+            fresh = self.settle.until_changed(self.target, seen, deadline)
             if fresh is seen:
-                break
+                return seen
             seen.close()
             seen = fresh
-        return seen
 
     def _commit_once(self, new: bytes, at_path: Seen, base: Seen) -> Seen:
         tmp, ours = write_temp(self.target, new, self.mode_for(base.mode))

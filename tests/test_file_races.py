@@ -24,9 +24,9 @@ import pytest
 
 from credd import doctor
 from credd.clock import FakeClock, SystemClock
-from credd.safewrite import GOOD_SUFFIX, SAVED_SUFFIX
+from credd.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX
 from credd.writers import CredentialsFileWriter, SectionWrite
-from tests.fixtures.files import SAMPLE_CREDENTIALS, make_credentials, run_aws_v2
+from tests.fixtures.files import SAMPLE_CREDENTIALS, lease_breaking, make_credentials, run_aws_v2
 from tests.test_secrets_headless import credd
 
 USER = SAMPLE_CREDENTIALS["typical"]
@@ -93,6 +93,47 @@ class ReleasingClock(FakeClock):
         super().sleep(seconds)
 
 
+class OtherWriter:
+    """Another program's non-locking writer, started from credd's ``before_replace`` hook: its
+    ``open`` resolves the path to the inode credd is about to replace. It runs in its own thread
+    (with credd's lease held, the open blocks until credd lets it go) and writes ``text`` after
+    ``delay`` seconds of real time once its open returns, or when :meth:`finish` is called."""
+
+    def __init__(self, mode: str, text: str, delay: float | None = None) -> None:
+        self.mode, self.text, self.delay = mode, text, delay
+        self.opened = threading.Event()
+        self.go = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _run(self, target: Path) -> None:
+        with open(target, self.mode) as fh:
+            self.opened.set()
+            self.go.wait(self.delay)  # None: until finish()
+            fh.write(self.text)
+
+    def open_now(self, target: Path) -> None:
+        """The hook: start the writer, return once its open has resolved the current inode
+        (it has opened the file, or it is blocked in its open by credd's lease)."""
+        if self.thread is not None:
+            return
+        ino = os.stat(target).st_ino
+        self.thread = threading.Thread(target=self._run, args=(target,), daemon=True)
+        self.thread.start()
+        for _ in range(30_000):  # bounded: 30 s of 1 ms waits
+            if self.opened.wait(0.001) or lease_breaking(ino):
+                return
+        raise AssertionError("the writer neither opened the file nor blocked on a lease")
+
+    def finish(self) -> None:
+        self.go.set()
+        if self.thread is not None:
+            self.thread.join()
+
+    @property
+    def done(self) -> bool:
+        return self.thread is not None and not self.thread.is_alive()
+
+
 # --- deterministic: the truncate-then-write gap -------------------------------------------
 
 
@@ -129,22 +170,14 @@ def test_writer_that_truncates_between_check_and_rename_is_merged() -> None:
     path = seed(USER)
     writer = CredentialsFileWriter()
     writer.write([SectionWrite("s", "p", make_credentials(1))])
-    theirs = set_marker(path.read_text(), "late")
-    opened: list[IO[str]] = []
-
-    def truncate_now(target: Path) -> None:
-        if not opened:
-            opened.append(open(target, "w"))  # noqa: SIM115 - truncated, write pending
-
-    def writer_finishes() -> None:
-        opened[0].write(theirs)
-        opened[0].close()
-
-    writer.clock = ReleasingClock(writer_finishes)
-    writer.before_replace = truncate_now
-    writer.write([SectionWrite("s", "p", make_credentials(2))])
-    assert opened, "credd has no seam between its last check and its rename"
-    assert opened[0].closed, "credd did not wait for the write that landed in the old inode"
+    other = OtherWriter("w", set_marker(path.read_text(), "late"))
+    writer.clock = ReleasingClock(other.finish)
+    writer.before_replace = other.open_now
+    try:
+        writer.write([SectionWrite("s", "p", make_credentials(2))])
+    finally:
+        other.finish()
+    assert other.opened.is_set(), "credd has no seam between its last check and its rename"
     final = profiles(path)
     assert final["default"]["race_marker"] == "late"
     assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
@@ -158,20 +191,13 @@ def test_writer_that_opens_for_append_just_before_the_rename_is_merged() -> None
     path = seed(USER)
     writer = CredentialsFileWriter()
     writer.write([SectionWrite("s", "p", make_credentials(1))])
-    opened: list[IO[str]] = []
-
-    def open_for_append(target: Path) -> None:
-        if not opened:
-            opened.append(open(target, "a"))  # noqa: SIM115 - write pending
-
-    def writer_appends() -> None:
-        opened[0].write("[added-late]\naws_access_key_id = AKIALATE000000000001\n")
-        opened[0].close()
-
-    writer.clock = ReleasingClock(writer_appends)
-    writer.before_replace = open_for_append
-    writer.write([SectionWrite("s", "p", make_credentials(2))])
-    assert opened and opened[0].closed
+    other = OtherWriter("a", "[added-late]\naws_access_key_id = AKIALATE000000000001\n")
+    writer.clock = ReleasingClock(other.finish)
+    writer.before_replace = other.open_now
+    try:
+        writer.write([SectionWrite("s", "p", make_credentials(2))])
+    finally:
+        other.finish()
     final = profiles(path)
     assert final["added-late"]["aws_access_key_id"] == "AKIALATE000000000001"
     assert final["s"]["aws_access_key_id"] == make_credentials(2).access_key_id
@@ -184,21 +210,58 @@ def test_writer_that_truncates_in_the_window_and_stalls_never_wipes_the_file() -
     path = seed(USER)
     writer = CredentialsFileWriter(clock=FakeClock())
     writer.write([SectionWrite("s", "p", make_credentials(1))])
-    opened: list[IO[str]] = []
-
-    def truncate_now(target: Path) -> None:
-        if not opened:
-            opened.append(open(target, "w"))  # noqa: SIM115 - and then nothing, for too long
-
-    writer.before_replace = truncate_now
+    other = OtherWriter("w", "")  # truncates, then writes nothing for too long
+    writer.before_replace = other.open_now
     try:
         writer.write([SectionWrite("s", "p", make_credentials(2))])
     finally:
-        opened[0].close()
+        other.finish()
     final = profiles(path)
     assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
     assert final["work"]["region"] == "eu-west-1"
     assert final["s"]["aws_access_key_id"] == make_credentials(2).access_key_id
+
+
+@pytest.mark.parametrize(
+    ("mode", "delay"),
+    [("a", 0.05), ("a", 0.5), ("r+", 0.2), ("w", 1.5)],
+    ids=["append-50ms", "append-500ms", "overwrite-200ms", "truncate-1500ms"],
+)
+def test_writer_that_opened_the_old_inode_and_writes_much_later_is_merged(
+    mode: str, delay: float
+) -> None:
+    """The residual of the 10 ms second look: a writer resolves the path to the inode credd
+    replaces just before the rename, and writes 50 ms to 1.5 s later (a loaded machine, a slow
+    program). credd's read lease makes that writer's open wait for credd, which then waits for
+    it to close the old inode and merges what it wrote. Real time: the writer sleeps ``delay``
+    after its open returns; credd waits on the system clock (bound: 5 s)."""
+    path = seed(USER)
+    writer = CredentialsFileWriter(clock=SystemClock())
+    writer.write([SectionWrite("s", "p", make_credentials(1))])
+    if mode == "a":
+        text = "[added-late]\naws_session_token = m-late\n"
+    elif mode == "r+":  # rewrites in place, same length: no size change to see
+        text = path.read_text().replace("region = eu-west-1", "region = eu-west-2")
+    else:
+        text = set_marker(path.read_text(), "late")
+    other = OtherWriter(mode, text, delay)
+    writer.before_replace = other.open_now
+    try:
+        writer.write([SectionWrite("s", "p", make_credentials(2))])
+        waited = other.done  # credd returned only after the writer had closed the old inode
+    finally:
+        other.finish()
+    final = profiles(path)
+    assert final["default"]["aws_access_key_id"] == "AKIAUSERDEFAULT00001"
+    assert final["s"]["aws_access_key_id"] == make_credentials(2).access_key_id
+    if mode == "a":
+        assert final["added-late"]["aws_session_token"] == "m-late", "their write was lost"
+    elif mode == "r+":
+        assert final["work"]["region"] == "eu-west-2", "their write was lost"
+    else:
+        assert final["default"]["race_marker"] == "late", "their write was lost"
+    assert waited
+    assert leftovers(path.parent) == []
 
 
 def test_late_write_that_already_made_credds_change_is_put_back() -> None:
@@ -207,20 +270,13 @@ def test_late_write_that_already_made_credds_change_is_put_back() -> None:
     writer = CredentialsFileWriter()
     writer.write([SectionWrite("s", "p", make_credentials(1))])
     theirs = set_marker(USER, "late")  # their file: without [s], with their change
-    opened: list[IO[str]] = []
-
-    def truncate_now(target: Path) -> None:
-        if not opened:
-            opened.append(open(target, "w"))  # noqa: SIM115 - truncated, write pending
-
-    def writer_finishes() -> None:
-        opened[0].write(theirs)
-        opened[0].close()
-
-    writer.clock = ReleasingClock(writer_finishes)
-    writer.before_replace = truncate_now
-    writer.remove(["s"])  # names what credd removed last: none, they had done it
-    assert opened[0].closed
+    other = OtherWriter("w", theirs)
+    writer.clock = ReleasingClock(other.finish)
+    writer.before_replace = other.open_now
+    try:
+        writer.remove(["s"])  # names what credd removed last: none, they had done it
+    finally:
+        other.finish()
     assert path.read_text() == theirs
 
 

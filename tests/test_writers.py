@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from credd.writers import (
 from tests.fixtures.files import (
     REPO,
     SAMPLE_CREDENTIALS,
+    beside_credd,
     make_credentials,
     run_aws_v2,
     spawn_writer,
@@ -406,16 +408,18 @@ def test_concurrent_processes_lose_nothing() -> None:
 def test_change_by_unlocked_writer_midway_is_merged_not_lost() -> None:
     path = seed(SAMPLE_CREDENTIALS["typical"])
     writer = CredentialsFileWriter()
-    calls: list[int] = []
+    calls: list[threading.Thread | None] = []
+
+    def append() -> None:
+        with open(path, "a") as fh:  # an editor / tool that does not lock
+            fh.write("\n[added-by-editor]\naws_access_key_id = AKIAEDITOR0000000001\n")
 
     def editor_saves(target: Path) -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            with open(target, "a") as fh:  # an editor / tool that does not lock
-                fh.write("\n[added-by-editor]\naws_access_key_id = AKIAEDITOR0000000001\n")
+        calls.append(beside_credd(target, append) if not calls else None)
 
     writer.before_commit = editor_saves
     writer.write([SectionWrite("s", "p", make_credentials())])
+    assert calls[0] is not None and not calls[0].is_alive()
     assert len(calls) == 2
     text = path.read_text()
     assert "[added-by-editor]" in text
@@ -426,18 +430,22 @@ def test_change_by_unlocked_writer_midway_is_merged_not_lost() -> None:
 def test_change_by_real_aws_cli_midway_is_merged() -> None:
     path = seed(SAMPLE_CREDENTIALS["typical"])
     writer = CredentialsFileWriter()
-    calls: list[int] = []
+    calls: list[threading.Thread | None] = []
+    procs: list[subprocess.CompletedProcess[str]] = []
+
+    def cli() -> None:
+        procs.append(
+            run_aws_v2("configure", "set", "aws_access_key_id", "AKIACLI", "--profile", "cli")
+        )
 
     def cli_sets(target: Path) -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            proc = run_aws_v2(
-                "configure", "set", "aws_access_key_id", "AKIACLI", "--profile", "cli"
-            )
-            assert proc.returncode == 0, proc.stderr
+        calls.append(beside_credd(target, cli) if not calls else None)
 
     writer.before_commit = cli_sets
     writer.write([SectionWrite("s", "p", make_credentials())])
+    assert calls[0] is not None
+    calls[0].join()
+    assert procs[0].returncode == 0, procs[0].stderr
     assert len(calls) == 2
     assert botocore_session("cli").full_config["profiles"]["cli"]["aws_access_key_id"] == "AKIACLI"
     assert path.read_text().startswith(SAMPLE_CREDENTIALS["typical"])
@@ -447,15 +455,17 @@ def test_change_by_real_aws_cli_midway_is_merged() -> None:
 def test_file_that_keeps_changing_gives_up_without_writing() -> None:
     path = seed("[default]\nregion = a\n")
     writer = CredentialsFileWriter()
-    calls: list[int] = []
+    calls: list[threading.Thread] = []
 
     def churn(target: Path) -> None:
-        calls.append(1)
-        target.write_text(f"[default]\nregion = r{len(calls)}\n")
+        text = f"[default]\nregion = r{len(calls) + 1}\n"
+        calls.append(beside_credd(target, lambda: target.write_text(text)))
 
     writer.before_commit = churn
     with pytest.raises(CredentialsFileError, match="kept changing"):
         writer.write([SectionWrite("s", "p", make_credentials())])
+    for thread in calls:
+        thread.join()
     assert len(calls) == MAX_ATTEMPTS
     assert path.read_text() == f"[default]\nregion = r{MAX_ATTEMPTS}\n"
 
