@@ -152,7 +152,7 @@ def test_keys_in_the_credentials_file_are_rewritten_in_place(daemons: DaemonFact
 def test_due_rotates_only_keys_past_their_max_age(daemons: DaemonFactory) -> None:
     from datetime import datetime, timedelta, timezone
 
-    from credd.cli_keys import remember_stored
+    from credd.rotation import remember_key_age
 
     sandbox = daemons.sandbox
     old, young = sandbox.new_user("due"), sandbox.new_user("young")
@@ -160,8 +160,8 @@ def test_due_rotates_only_keys_past_their_max_age(daemons: DaemonFactory) -> Non
     daemons.store.set_long_term_keys("user", old.access_key_id, old.secret_access_key)
     daemons.store.set_long_term_keys("young", young.access_key_id, young.secret_access_key)
     now = datetime.now(timezone.utc)
-    remember_stored(daemons.store, "user", old.access_key_id, now - timedelta(days=61))
-    remember_stored(daemons.store, "young", young.access_key_id, now - timedelta(days=5))
+    remember_key_age(daemons.store, "user", old.access_key_id, now - timedelta(days=61))
+    remember_key_age(daemons.store, "young", young.access_key_id, now - timedelta(days=5))
     daemons.write_config(
         USER_PROFILE + "credd_key_max_age = 60d\n"
         "[profile young]\nregion = us-east-1\nservices = sandbox\ncredd = true\n"
