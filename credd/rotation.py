@@ -20,11 +20,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from credd.clock import Clock, isoformat_z, parse_iso
 from credd.errors import AwsError, CreddError
 from credd.models import Credentials, mask_key_id
+
+if TYPE_CHECKING:
+    from credd.persist import SessionStore  # the journal lives where saved sessions do
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +52,6 @@ class KeyHolder(Protocol):
     def get(self) -> Credentials: ...
 
     def put(self, keys: Credentials) -> None: ...
-
-
-class JournalStore(Protocol):
-    def get_session(self, session_id: str) -> dict[str, Any] | None: ...
-
-    def set_session(self, session_id: str, data: dict[str, Any]) -> None: ...
-
-    def delete_session(self, session_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +137,7 @@ class Rotator:
         profile: str,
         *,
         keys: KeyHolder,
-        journal: JournalStore,
+        journal: SessionStore,
         iam: Iam,
         iam_credentials: Callable[[], Credentials],
         clock: Clock,
@@ -297,14 +292,14 @@ class Rotator:
         remember_key_age(self.journal, self.profile, key_id, created or self.clock.now())
 
 
-def remember_key_age(store: JournalStore, profile: str, key_id: str, when: datetime) -> None:
+def remember_key_age(store: SessionStore, profile: str, key_id: str, when: datetime) -> None:
     """Record when ``key_id`` was created (rotation) or stored (``keys set``, the best age credd
     knows without IAM), for ``status`` and ``doctor``."""
     meta = {"AccessKeyId": key_id, "CreateDate": isoformat_z(when)}
     store.set_session(META_PREFIX + profile, meta)
 
 
-def key_created(store: JournalStore, profile: str, key_id: str) -> datetime | None:
+def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | None:
     """When the stored key was created, as recorded at rotation or ``keys set`` time."""
     try:
         meta = store.get_session(META_PREFIX + profile)
