@@ -216,7 +216,9 @@ def _keys_import(args: argparse.Namespace, io: Io) -> int:
     io.say(
         f"The plain-text copy is still in {path}; credd did not change that file. Once credd "
         f"works for {args.profile}, delete the aws_access_key_id and aws_secret_access_key "
-        f"lines of [{section}] (or the whole section) with an editor."
+        f"lines of [{section}] (or the whole section) with an editor, then run credd doctor "
+        "--accept-files: credd's copies of the file (credentials.credd-good, -saved) hold them "
+        "too until then."
     )
     if section == args.profile:
         io.say(
