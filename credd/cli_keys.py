@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from credd.clock import Clock, SystemClock
-from credd.errors import AwsAccessDenied, CreddError, DaemonUnavailable, SecretMissing, UsageError
+from credd.errors import AwsAccessDenied, CreddError, SecretMissing, UsageError
 from credd.models import Credentials, mask_key_id
 from credd.rotation import Iam, Outcome, Rotator, key_created
 
@@ -166,7 +166,7 @@ def _daemon_session(profile: str, socket: str | None) -> Callable[[], Credential
             if not mine or mine[0].get("kind") != "session-token":
                 return None
             return Credentials.from_process_json(client.credentials(profile))
-        except (DaemonUnavailable, CreddError):
+        except CreddError:  # not running, or no session for it: the keys sign
             return None
 
     return get

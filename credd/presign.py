@@ -16,7 +16,6 @@ client for every URL. Nothing here logs a URL: its signature is a bearer secret.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import re
@@ -182,12 +181,7 @@ def signed_at(url: str) -> datetime:
     match = _AMZ_DATE.search(url)
     if match is None:
         raise AwsError("botocore made a URL without X-Amz-Date (not SigV4)")
-    return _parse_amz_date(match[1])
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_amz_date(value: str) -> datetime:
-    return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return datetime.strptime(match[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 def presign_all(
