@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from credd.rotation import STEPS
-from tests.fixtures.daemon import KNOWN_SECRETS, DaemonFactory, remember
+from tests.fixtures.daemon import DaemonFactory, assert_no_secret, remember
 from tests.fixtures.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,7 @@ def rotate(daemons: DaemonFactory, *args: str, **env: str) -> subprocess.Complet
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    for secret in KNOWN_SECRETS:
-        assert secret not in done.stdout + done.stderr, "a secret leaked"
+    assert_no_secret(done.stdout + done.stderr, "credd keys rotate")
     return done
 
 
