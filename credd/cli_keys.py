@@ -14,13 +14,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from credd.clock import Clock, SystemClock, isoformat_z
-from credd.errors import AwsAccessDenied, CreddError, DaemonUnavailable, SecretMissing, UsageError
-from credd.models import Credentials
+from credd.clock import Clock, SystemClock
+from credd.errors import AwsAccessDenied, CreddError, SecretMissing, UsageError
+from credd.models import Credentials, mask_key_id
 from credd.rotation import Iam, Outcome, Rotator, key_created
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _daemon_session(profile: str, socket: str | None) -> Callable[[], Credential
             if not mine or mine[0].get("kind") != "session-token":
                 return None
             return Credentials.from_process_json(client.credentials(profile))
-        except (DaemonUnavailable, CreddError):
+        except CreddError:  # not running, or no session for it: the keys sign
             return None
 
     return get
@@ -251,7 +251,7 @@ def _report(args: argparse.Namespace, outcome: Outcome, creds: IamCredentials, w
 
 
 def _mask(key_id: str | None) -> str | None:
-    return f"...{key_id[-4:]}" if key_id else None
+    return mask_key_id(key_id) if key_id else None
 
 
 def _rotate_due(args: argparse.Namespace, clock: Clock) -> int:
@@ -321,12 +321,6 @@ def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
             "text": text,
         })  # fmt: skip
     return out
-
-
-def remember_stored(store: Any, profile: str, key_id: str, when: datetime) -> None:
-    """Record when a key was stored (``keys set``): the best age credd knows without IAM."""
-    meta = {"AccessKeyId": key_id, "CreateDate": isoformat_z(when)}
-    store.set_session(f"key-meta:{profile}", meta)
 
 
 def register_rotate(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

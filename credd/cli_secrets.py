@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from credd.errors import ConfigError, CreddError, ProfileNotFound, UsageError
+from credd.models import mask_key_id
 from credd.secrets import SecretStore, validate_access_key_id, validate_long_term_keys
 
 MAX_STDIN = 64 * 1024
@@ -141,7 +142,7 @@ def _keys_set(args: argparse.Namespace, io: Io) -> int:
     store.set_long_term_keys(args.profile, key_id, secret)
     _remember_stored(store, args.profile, key_id)
     io.say(
-        f"Stored long-term keys ...{key_id[-4:]} for profile {args.profile} "
+        f"Stored long-term keys {mask_key_id(key_id)} for profile {args.profile} "
         f"in the keyring ({store.backend_name()})."
     )
     return 0
@@ -149,11 +150,11 @@ def _keys_set(args: argparse.Namespace, io: Io) -> int:
 
 def _remember_stored(store: SecretStore, profile: str, key_id: str) -> None:
     """The key's age for ``status``/``doctor`` (docs/keys.md); best effort."""
-    from credd.cli_keys import remember_stored
     from credd.clock import SystemClock
+    from credd.rotation import remember_key_age
 
     with contextlib.suppress(CreddError):
-        remember_stored(store, profile, key_id, SystemClock().now())
+        remember_key_age(store, profile, key_id, SystemClock().now())
 
 
 def credentials_file_path() -> str:
@@ -209,13 +210,15 @@ def _keys_import(args: argparse.Namespace, io: Io) -> int:
     store.set_long_term_keys(args.profile, key_id, secret)
     _remember_stored(store, args.profile, key_id)
     io.say(
-        f"Imported long-term keys ...{key_id[-4:]} from [{section}] of {path} into the keyring "
-        f"({store.backend_name()}) for profile {args.profile}."
+        f"Imported long-term keys {mask_key_id(key_id)} from [{section}] of {path} into the "
+        f"keyring ({store.backend_name()}) for profile {args.profile}."
     )
     io.say(
         f"The plain-text copy is still in {path}; credd did not change that file. Once credd "
         f"works for {args.profile}, delete the aws_access_key_id and aws_secret_access_key "
-        f"lines of [{section}] (or the whole section) with an editor."
+        f"lines of [{section}] (or the whole section) with an editor, then run credd doctor "
+        "--accept-files: credd's copies of the file (credentials.credd-good, -saved) hold them "
+        "too until then."
     )
     if section == args.profile:
         io.say(

@@ -107,13 +107,12 @@ def console_credentials(
     name: str, *, config: Any, daemon_credentials: Any, clients: Any
 ) -> tuple[Credentials, bool]:
     """Session credentials the federation endpoint accepts, and whether they are a role's."""
-    from credd.presign import _daemon_profile, _sso
+    from credd.profilecreds import is_role_or_sso, served_profile
 
     raw = config.require_profile(name)
-    managed = config.managed.get(name)
-    served = name if managed is not None else _daemon_profile(raw, name)
+    served = served_profile(config, name, raw)
     kind_raw = config.profiles.get(served, raw) if served else raw
-    is_role = "role_arn" in kind_raw or _sso(kind_raw)
+    is_role = is_role_or_sso(kind_raw)
     if served is not None and is_role:
         return Credentials.from_process_json(daemon_credentials(served)), "role_arn" in kind_raw
     if served is not None or kind_raw.get("mfa_serial"):
@@ -132,12 +131,11 @@ def console_credentials(
 
 def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: Any) -> Credentials:
     from credd.aws.errors import translate
+    from credd.profilecreds import long_term_keys
     from credd.secrets import SecretStore
     from credd.sources.session_token import from_sts
 
-    keys = SecretStore().get_long_term_keys(name)
-    if keys is None and raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"):
-        keys = Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
+    keys = long_term_keys(SecretStore(), name, raw)
     if keys is None:
         raise ConfigError(f"profile {name} has no credentials credd can open the console with",
                           hint=f"credd enable {name}, or use a role profile")  # fmt: skip

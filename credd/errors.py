@@ -50,7 +50,10 @@ This module is imported by the ``credential_process`` client: standard library o
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 
 class CreddError(Exception):
@@ -331,9 +334,13 @@ class RequestTooLarge(RequestError):
 
 
 class LoginRequired(NeedsPerson):
-    """An SSO login is needed: no token, or its refresh token or client registration ended."""
+    """An SSO login is needed: no token, or its refresh token or client registration ended.
+
+    ``recheck_after``: when to look at the shared cache again (a login made elsewhere, ``aws
+    sso login``, lands there); ``None``: only when asked."""
 
     code = "login_required"
+    recheck_after: timedelta | None = None
 
 
 class SsoCacheError(CredentialsFileError):

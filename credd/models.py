@@ -9,6 +9,11 @@ from typing import Any
 from credd.clock import isoformat_z, parse_iso
 
 
+def mask_key_id(key_id: str) -> str:
+    """An access key id as credd shows it anywhere: ``...WXYZ`` (its last four characters)."""
+    return f"...{key_id[-4:]}"
+
+
 @dataclass(frozen=True)
 class Credentials:
     """One frozen set of AWS credentials: a caller never sees a mismatched key/secret pair.
@@ -24,13 +29,13 @@ class Credentials:
 
     def __repr__(self) -> str:
         exp = isoformat_z(self.expiration) if self.expiration else None
-        return f"Credentials(key=...{self.access_key_id[-4:]}, expiration={exp})"
+        return f"Credentials(key={self.masked_key_id}, expiration={exp})"
 
     __str__ = __repr__
 
     @property
     def masked_key_id(self) -> str:
-        return f"...{self.access_key_id[-4:]}"
+        return mask_key_id(self.access_key_id)
 
     def remaining(self, now: datetime) -> timedelta | None:
         """Time left before expiry (``None`` for credentials that do not expire)."""

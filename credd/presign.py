@@ -16,12 +16,11 @@ client for every URL. Nothing here logs a URL: its signature is a bearer secret.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -29,6 +28,7 @@ from typing import Any, TextIO
 from credd.clock import UTC, Clock, SystemClock, isoformat_z
 from credd.errors import AwsError, ConfigError, UsageError
 from credd.models import Credentials
+from credd.profilecreds import is_role_or_sso, is_sso, long_term_keys, served_profile
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +122,6 @@ def _human(seconds: int) -> str:
     return "".join(parts) or f"{seconds}s"
 
 
-def _daemon_profile(raw: Mapping[str, Any], name: str) -> str | None:
-    """The daemon profile behind ``name``: itself when credd manages it, or X in
-    ``credential_process = credd get X``."""
-    words = str(raw.get("credential_process") or "").split()
-    for i, word in enumerate(words[:-2]):
-        if (word.endswith("credd") or word == "credd.cli") and words[i + 1] == "get":
-            return words[i + 2]
-    return None
-
-
 def choose_signer(
     name: str,
     *,
@@ -143,21 +133,17 @@ def choose_signer(
     """Long-term keys when the profile has them (and ``use_session`` is off); else the
     session credentials the daemon serves for it, with their expiry."""
     raw = config.require_profile(name)
-    managed = config.managed.get(name)
-    user_profile = "role_arn" not in raw and not _sso(raw)
-    if user_profile and not use_session:
-        keys = store.get_long_term_keys(name)
-        if keys is None and raw.get("aws_access_key_id") and raw.get("aws_secret_access_key"):
-            if raw.get("aws_session_token"):
-                raise LifetimeUnavailable(
-                    f"profile {name} holds STS session credentials in the credentials file "
-                    "whose expiry credd cannot know",
-                    hint="sign with a profile that holds an IAM user's long-term keys",
-                )
-            keys = Credentials(raw["aws_access_key_id"], raw["aws_secret_access_key"])
+    if not is_role_or_sso(raw) and not use_session:
+        keys = long_term_keys(store, name, raw)
         if keys is not None:
             return Signer(name, keys)
-    served = name if managed is not None else _daemon_profile(raw, name)
+        if raw.get("aws_session_token"):
+            raise LifetimeUnavailable(
+                f"profile {name} holds STS session credentials in the credentials file "
+                "whose expiry credd cannot know",
+                hint="sign with a profile that holds an IAM user's long-term keys",
+            )
+    served = served_profile(config, name, raw)
     if served is None:
         raise ConfigError(
             f"profile {name} has no long-term keys and credd does not serve it",
@@ -166,13 +152,9 @@ def choose_signer(
     creds = Credentials.from_process_json(daemon_credentials(served))
     raw = config.profiles.get(served, raw)
     kind = "role session credentials" if "role_arn" in raw else "STS session credentials"
-    if _sso(raw):
+    if is_sso(raw):
         kind = "IAM Identity Center session credentials"
     return Signer(name, creds, kind, creds.expiration)
-
-
-def _sso(raw: Mapping[str, Any]) -> bool:
-    return any(k in raw for k in ("sso_session", "sso_start_url", "sso_account_id"))
 
 
 @dataclass(frozen=True)
@@ -199,12 +181,7 @@ def signed_at(url: str) -> datetime:
     match = _AMZ_DATE.search(url)
     if match is None:
         raise AwsError("botocore made a URL without X-Amz-Date (not SigV4)")
-    return _parse_amz_date(match[1])
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_amz_date(value: str) -> datetime:
-    return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return datetime.strptime(match[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 def presign_all(

@@ -20,11 +20,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from credd.clock import Clock, isoformat_z, parse_iso
 from credd.errors import AwsError, CreddError
-from credd.models import Credentials
+from credd.models import Credentials, mask_key_id
+
+if TYPE_CHECKING:
+    from credd.persist import SessionStore  # the journal lives where saved sessions do
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,6 @@ class KeyHolder(Protocol):
     def put(self, keys: Credentials) -> None: ...
 
 
-class JournalStore(Protocol):
-    def get_session(self, session_id: str) -> dict[str, Any] | None: ...
-
-    def set_session(self, session_id: str, data: dict[str, Any]) -> None: ...
-
-    def delete_session(self, session_id: str) -> bool: ...
-
-
 @dataclass(frozen=True)
 class AccessKey:
     key_id: str
@@ -76,14 +71,14 @@ class Outcome:
     created: datetime | None = None
 
     def sentence(self, profile: str) -> str:
-        masked = [f"...{k[-4:]}" for k in self.cleaned]
+        masked = [mask_key_id(k) for k in self.cleaned]
         parts = []
         if self.recovered:
             parts.append("finished an interrupted rotation")
         if masked:
             parts.append(f"deleted the stale key(s) {', '.join(masked)}")
         if self.new_key and self.old_key and self.new_key != self.old_key:
-            parts.append(f"rotated ...{self.old_key[-4:]} -> ...{self.new_key[-4:]}")
+            parts.append(f"rotated {mask_key_id(self.old_key)} -> {mask_key_id(self.new_key)}")
         return f"profile {profile}: " + ("; ".join(parts) or "nothing to do")
 
 
@@ -142,7 +137,7 @@ class Rotator:
         profile: str,
         *,
         keys: KeyHolder,
-        journal: JournalStore,
+        journal: SessionStore,
         iam: Iam,
         iam_credentials: Callable[[], Credentials],
         clock: Clock,
@@ -220,12 +215,12 @@ class Rotator:
         if inactive and self.delete_inactive:
             for k in inactive:
                 self.iam.delete(creds, k.key_id)
-                log.info("profile %s: deleted inactive key ...%s", self.profile, k.key_id[-4:])
+                log.info("profile %s: deleted inactive key %s", self.profile, mask_key_id(k.key_id))
             return [k.key_id for k in inactive]
         other = others[0]
         raise RotationError(
             f"profile {self.profile}: the IAM user already has two access keys (the limit); "
-            f"the other one, ...{other.key_id[-4:]}, is {other.status} and not the stored one",
+            f"the other one, {mask_key_id(other.key_id)}, is {other.status} and not the stored one",
             hint="deactivate it (aws iam update-access-key --status Inactive) if nothing uses "
             "it, then rotate again: credd deletes inactive keys to make room",
         )
@@ -245,7 +240,7 @@ class Rotator:
         present = {k.key_id for k in self.iam.list_keys(creds)}
         if old_key_id in present and old_key_id != new.access_key_id:
             self.iam.delete(creds, old_key_id)
-            log.info("profile %s: deleted the old access key ...%s", self.profile, old_key_id[-4:])
+            log.info("profile %s: deleted the old key %s", self.profile, mask_key_id(old_key_id))
         crash_point("deleted")
         self.journal.delete_session(self._journal_id)
         return Outcome(old_key_id, new.access_key_id, verify_attempts=attempts)
@@ -285,7 +280,7 @@ class Rotator:
             ]
             for key_id in orphans:
                 self.iam.delete(creds, key_id)
-                log.info("profile %s: deleted orphan key ...%s", self.profile, key_id[-4:])
+                log.info("profile %s: deleted orphan key %s", self.profile, mask_key_id(key_id))
             self.journal.delete_session(self._journal_id)
             return Outcome(old_id, old_id, cleaned=tuple(orphans))
         old = Credentials(old_id, str(journal.get("old_secret") or ""))
@@ -294,13 +289,17 @@ class Rotator:
         return outcome
 
     def _remember_age(self, key_id: str, created: datetime | None) -> None:
-        when = created or self.clock.now()
-        self.journal.set_session(
-            META_PREFIX + self.profile, {"AccessKeyId": key_id, "CreateDate": isoformat_z(when)}
-        )
+        remember_key_age(self.journal, self.profile, key_id, created or self.clock.now())
 
 
-def key_created(store: JournalStore, profile: str, key_id: str) -> datetime | None:
+def remember_key_age(store: SessionStore, profile: str, key_id: str, when: datetime) -> None:
+    """Record when ``key_id`` was created (rotation) or stored (``keys set``, the best age credd
+    knows without IAM), for ``status`` and ``doctor``."""
+    meta = {"AccessKeyId": key_id, "CreateDate": isoformat_z(when)}
+    store.set_session(META_PREFIX + profile, meta)
+
+
+def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | None:
     """When the stored key was created, as recorded at rotation or ``keys set`` time."""
     try:
         meta = store.get_session(META_PREFIX + profile)

@@ -76,6 +76,9 @@ def test_console_end_to_end(daemons: DaemonFactory) -> None:
     assert done.returncode == 0, done.stderr
     url = done.stdout.strip()
     query = parse_qs(urlsplit(url).query)
+    remember(*query["SigninToken"])  # a bearer token: the run-wide scan checks every log for it
+    leaked = query["SigninToken"][0] in done.stderr  # a bool: a failure must not show the token
+    assert not leaked, "the sign-in token is on stderr (printed on stdout only, never logged)"
     assert query["Action"] == ["login"] and query["Issuer"] == ["credd"]
     assert query["Destination"] == ["https://console.aws.amazon.com/s3/home?region=eu-west-1"]
     status, location, principal = login(url)

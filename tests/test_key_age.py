@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from credd.cli_keys import StoreKeys, key_ages, remember_stored
+from credd.cli_keys import StoreKeys, key_ages
 from credd.clock import FakeClock
 from credd.doctor import WARN, check_key_ages
 from credd.models import Credentials
-from credd.rotation import Iam, RotationError, Rotator
+from credd.rotation import Iam, RotationError, Rotator, remember_key_age
 from tests.fixtures.daemon import remember
 from tests.fixtures.sandbox import SandboxHandle
 
@@ -32,8 +32,8 @@ def test_doctor_warns_when_the_key_is_older_than_its_max_age(
     clock = FakeClock()
     for name in ("old", "young"):
         store.set_long_term_keys(name, f"AKIA{name.upper():0<16}", "s" * 40)
-    remember_stored(store, "old", "AKIAOLD0000000000000", clock.now() - timedelta(days=61))
-    remember_stored(store, "young", "AKIAYOUNG00000000000", clock.now() - timedelta(days=10))
+    remember_key_age(store, "old", "AKIAOLD0000000000000", clock.now() - timedelta(days=61))
+    remember_key_age(store, "young", "AKIAYOUNG00000000000", clock.now() - timedelta(days=10))
     ages = {name: (age, max_age) for name, age, max_age in key_ages(store, clock)}
     assert ages["old"] == (timedelta(days=61), timedelta(days=60))
     assert ages["young"] == (timedelta(days=10), None)

@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -82,6 +83,10 @@ def test_presign_end_to_end(daemons: DaemonFactory, tmp_path: Path) -> None:
                  "--profile", "user", "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
+    signature = parse_qs(urlsplit(doc["url"]).query)["X-Amz-Signature"][0]
+    remember(signature)  # a bearer secret: never in a log (the run-wide scan checks)
+    leaked = signature in done.stderr  # a bool: a failure must not show the signature
+    assert not leaked, "a URL's signature is on stderr"
     assert doc["signed_with"] == "long-term keys" and doc["expires_in_seconds"] > 604_700
     assert curl(doc["url"]) == (200, "sv data")
     assert user.secret_access_key not in done.stdout + done.stderr

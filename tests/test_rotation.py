@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from credd.rotation import STEPS
-from tests.fixtures.daemon import KNOWN_SECRETS, DaemonFactory, remember
+from tests.fixtures.daemon import DaemonFactory, assert_no_secret, remember
 from tests.fixtures.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,7 @@ def rotate(daemons: DaemonFactory, *args: str, **env: str) -> subprocess.Complet
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    for secret in KNOWN_SECRETS:
-        assert secret not in done.stdout + done.stderr, "a secret leaked"
+    assert_no_secret(done.stdout + done.stderr, "credd keys rotate")
     return done
 
 
@@ -152,7 +151,7 @@ def test_keys_in_the_credentials_file_are_rewritten_in_place(daemons: DaemonFact
 def test_due_rotates_only_keys_past_their_max_age(daemons: DaemonFactory) -> None:
     from datetime import datetime, timedelta, timezone
 
-    from credd.cli_keys import remember_stored
+    from credd.rotation import remember_key_age
 
     sandbox = daemons.sandbox
     old, young = sandbox.new_user("due"), sandbox.new_user("young")
@@ -160,8 +159,8 @@ def test_due_rotates_only_keys_past_their_max_age(daemons: DaemonFactory) -> Non
     daemons.store.set_long_term_keys("user", old.access_key_id, old.secret_access_key)
     daemons.store.set_long_term_keys("young", young.access_key_id, young.secret_access_key)
     now = datetime.now(timezone.utc)
-    remember_stored(daemons.store, "user", old.access_key_id, now - timedelta(days=61))
-    remember_stored(daemons.store, "young", young.access_key_id, now - timedelta(days=5))
+    remember_key_age(daemons.store, "user", old.access_key_id, now - timedelta(days=61))
+    remember_key_age(daemons.store, "young", young.access_key_id, now - timedelta(days=5))
     daemons.write_config(
         USER_PROFILE + "credd_key_max_age = 60d\n"
         "[profile young]\nregion = us-east-1\nservices = sandbox\ncredd = true\n"

@@ -22,7 +22,7 @@ from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
 from credd.sandbox.awsxml import AwsFault
-from credd.sandbox.sigv4 import AuthHeader
+from credd.sandbox.sigv4 import AuthHeader, signed_headers
 
 MAX_EXPIRES = 604_800  # SigV4 query auth: seven days
 _SIGNATURE_PARAM = re.compile(r"(?:^|&)X-Amz-Signature=[^&]*", re.IGNORECASE)
@@ -138,18 +138,7 @@ def verify_presigned(
     headers: dict[str, str],
 ) -> None:
     """Raise ``SignatureDoesNotMatch`` unless the URL's signature is right for ``secret``."""
-    signed = HTTPHeaders()
-    for name in auth.signed_headers:
-        if name == "host":
-            signed[name] = headers.get("host", host)
-        elif name in headers:
-            signed[name] = headers[name]
-        else:
-            raise AwsFault(
-                "SignatureDoesNotMatch",
-                f"Header {name!r} is listed in X-Amz-SignedHeaders but absent from the request.",
-                403,
-            )
+    signed = signed_headers(auth.signed_headers, headers, host, "X-Amz-SignedHeaders")
     path, _, query = raw_uri.partition("?")
     unsigned_query = _SIGNATURE_PARAM.sub("", query).lstrip("&")
     request = AWSRequest(method=method.upper(), url=f"http://{host}{path}?{unsigned_query}")

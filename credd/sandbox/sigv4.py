@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -133,6 +134,26 @@ def check_payload_hash(headers: dict[str, str], body: bytes) -> None:
         )
 
 
+def signed_headers(
+    names: Iterable[str], headers: dict[str, str], host: str, listed_in: str = "SignedHeaders"
+) -> HTTPHeaders:
+    """The request's values of the headers the signature covers (``host`` defaults to the
+    request's host); ``SignatureDoesNotMatch`` when one of them was not sent."""
+    signed = HTTPHeaders()
+    for name in names:
+        if name == "host":
+            signed[name] = headers.get("host", host)
+        elif name in headers:
+            signed[name] = headers[name]
+        else:
+            raise AwsFault(
+                "SignatureDoesNotMatch",
+                f"Header {name!r} is listed in {listed_in} but absent from the request.",
+                403,
+            )
+    return signed
+
+
 def compute_signature(
     auth: AuthHeader,
     *,
@@ -151,18 +172,7 @@ def compute_signature(
     string is canonicalised from its decoded parameters (as SDKs other than botocore sign it)
     instead of botocore's split of the raw string.
     """
-    signed = HTTPHeaders()
-    for name in auth.signed_headers:
-        if name == "host":
-            signed[name] = headers.get("host", host)
-        elif name in headers:
-            signed[name] = headers[name]
-        else:
-            raise AwsFault(
-                "SignatureDoesNotMatch",
-                f"Header {name!r} is listed in SignedHeaders but absent from the request.",
-                403,
-            )
+    signed = signed_headers(auth.signed_headers, headers, host)
     path, _, query = raw_uri.partition("?")
     request = AWSRequest(method=method.upper(), url=f"http://{host}{path}", data=body)
     if requote_query:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from credd.endpoint import HOST, PATH_PREFIX
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
 from credd.server.backend import Backend
-from credd.server.http import Request, Response, decode_profile
+from credd.server.http import Request, Response, decode_profile, log_internal_error
 from credd.server.limits import Limits
 from credd.server.loopback import LoopbackServer as _Loopback
 from credd.server.loopback import PortInUse, header_refusal, host_matches
@@ -162,8 +161,7 @@ class ContainerApi:
         except CreddError as err:
             return error_json(err)
         except Exception as exc:  # its text may hold a secret: log the type and the stack only
-            stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-            logger.error("internal error in the endpoint: %s\n%s", type(exc).__name__, stack)
+            log_internal_error(logger, "the endpoint", exc)
             return flat_error(500, "error", "credd hit an internal error", "see the daemon's log")
         return Response.json(200, container_json(creds), _NO_STORE)
 

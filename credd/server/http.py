@@ -23,6 +23,14 @@ from credd.server.jsonbody import parse_object
 
 logger = logging.getLogger(__name__)
 
+
+def log_internal_error(log: logging.Logger, where: str, exc: BaseException) -> None:
+    """Log an unexpected exception by its type and stack, never its text: that may hold a
+    secret (a botocore message, a token). Every server's last-resort handler calls this."""
+    stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    log.error("internal error in %s: %s\n%s", where, type(exc).__name__, stack)
+
+
 JSON_TYPE = "application/json"
 
 
@@ -164,16 +172,7 @@ class Router:
                 extra = (("allow", str(err.fields["allow"])),)
             return Response.error(err, extra)
         except Exception as exc:  # the one place every other failure is caught
-            # The exception text may hold a secret (a botocore message, a token): log its type
-            # and where it happened, never its message.
-            stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-            logger.error(
-                "internal error in %s %s: %s\n%s",
-                request.method,
-                route_name,
-                type(exc).__name__,
-                stack,
-            )
+            log_internal_error(logger, f"{request.method} {route_name}", exc)
             return Response.error(
                 CreddError(
                     "credd hit an internal error",

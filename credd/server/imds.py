@@ -34,7 +34,6 @@ import logging
 import re
 import secrets
 import struct
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +42,7 @@ from credd.clock import Clock, isoformat_z
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
 from credd.server.backend import Backend
-from credd.server.http import Request, Response
+from credd.server.http import Request, Response, log_internal_error
 from credd.server.limits import Limits
 from credd.server.loopback import HOST, LoopbackServer, header_refusal, host_matches
 from credd.server.peeruid import TcpOwner
@@ -265,8 +264,7 @@ class ImdsApi:
         except CreddError as err:
             return _error(err)
         except Exception as exc:  # its text may hold a secret: log the type and the stack only
-            stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-            logger.error("internal error in the IMDS endpoint: %s\n%s", type(exc).__name__, stack)
+            log_internal_error(logger, "the IMDS endpoint", exc)
             return _error(CreddError("credd hit an internal error", hint="see the daemon's log"))
         return _json(imds_json(creds, isoformat_z(self.clock.now())))
 

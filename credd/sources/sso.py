@@ -81,7 +81,7 @@ class SsoRoleSource:
             f"IAM Identity Center no longer accepts the login of {name!r}",
             hint=f"run: credd login {name}",
         )
-        exc.recheck_after = RECHECK  # type: ignore[attr-defined]  # the cache, not AWS
+        exc.recheck_after = RECHECK  # the cache, not AWS
         raise exc
 
     def _role_credentials(self, token: str) -> Credentials:

@@ -93,7 +93,7 @@ class SsoTokenSource:
         except LoginRequired as exc:
             if token is not None and token.refresh_token:
                 self._refused = token.refresh_token
-            exc.recheck_after = RECHECK  # type: ignore[attr-defined]
+            exc.recheck_after = RECHECK
             raise
         self._refused = None
         log.info("%s: SSO access token valid until %s", self.node.key, token.expires_at)
@@ -103,5 +103,5 @@ class SsoTokenSource:
         exc = LoginRequired(
             message, hint=f"run: {self.target.login_command(self.node.profile.name)}"
         )
-        exc.recheck_after = RECHECK  # type: ignore[attr-defined]
+        exc.recheck_after = RECHECK
         return exc
