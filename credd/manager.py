@@ -468,8 +468,15 @@ class Manager:
         )
 
     def _node_credentials(self, key: str) -> Credentials:
-        """A parent's credentials for a child's refresh; never restarts a parked parent."""
-        entry = self._nodes[key]
+        """A parent's credentials for a child's refresh; never restarts a parked parent.
+
+        A reload may have removed the parent while the child's refresh ran: that child is
+        stale (its outcome is dropped), and is told so rather than failing on a lookup."""
+        entry = self._nodes.get(key)
+        if entry is None:
+            raise FromParent(
+                NotReady(f"{key} was removed by a reload", hint="try again in a moment")
+            )
         creds = entry.creds
         if creds is not None and self._servable(entry, creds) and _still_valid(entry):
             return creds

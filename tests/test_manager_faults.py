@@ -368,3 +368,19 @@ def test_tracebacks_in_the_log_are_masked_too() -> None:
             type(exc), exc, exc.__traceback__))  # fmt: skip
     RedactingFilter().filter(record)
     assert secret not in logging.Formatter().format(record)
+
+
+def test_a_parent_removed_by_a_reload_is_a_named_not_ready_for_its_stale_child(
+    clock: FakeClock,
+) -> None:
+    """A child's refresh that asks for its parent after a reload removed the parent (found by
+    the SIGHUP fuzz: a KeyError logged as an unexpected error) is told it is stale."""
+    from credd.errors import NotReady
+    from credd.manager import FromParent
+
+    manager, _sched = build(clock, {("p", HOUR): Source(clock, HOUR, "P")}, [profile("p")])
+    with pytest.raises(FromParent) as told:
+        manager._node_credentials("role:removed-by-a-reload")
+    assert isinstance(told.value.error, NotReady)
+    assert "removed by a reload" in told.value.error.message
+    manager.stop()
