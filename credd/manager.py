@@ -694,13 +694,12 @@ class Manager:
             entry.error = exc
             entry.blocked_by_parent = from_parent
             if isinstance(exc, NeedsPerson):
-                login = exc.code == "login_required"
+                login = isinstance(exc, LoginRequired)
                 entry.state, entry.error = ("login_required" if login else "needs_mfa"), None
                 entry.waiting_for = exc.hint or "a person"
                 # A login elsewhere (aws sso login) lands in the shared cache: look again, locally.
-                recheck = getattr(exc, "recheck_after", None)
-                if isinstance(recheck, timedelta):
-                    retry_at = now + recheck
+                if isinstance(exc, LoginRequired) and exc.recheck_after is not None:
+                    retry_at = now + exc.recheck_after
             elif from_parent:
                 entry.state = "backoff" if transient else "error"
                 entry.waiting_for = exc.hint
