@@ -18,11 +18,11 @@ deps:
 	@scripts/system-deps
 
 demo: $(VENV)/.installed
-	$(BIN)/python -m credd.demo
+	$(BIN)/python -m credd_sandbox.demo
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check credd tests bench
-	$(BIN)/ruff format --check credd
+	$(BIN)/ruff check credd credd_sandbox tests bench
+	$(BIN)/ruff format --check credd credd_sandbox
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

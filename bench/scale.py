@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from credd.client import Client  # noqa: E402
 from credd.errors import CreddError  # noqa: E402
-from credd.sandbox import AdminClient, SandboxProcess  # noqa: E402
+from credd_sandbox import AdminClient, SandboxProcess  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -31,7 +31,7 @@ def test_demo_runs_a_program_across_rotations_and_talks_to_other_shells(tmp_path
         [
             sys.executable,
             "-m",
-            "credd.demo",
+            "credd_sandbox.demo",
             "--seconds",
             "115",
             "--session-seconds",

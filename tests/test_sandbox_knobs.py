@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from credd.sandbox import SandboxError
+from credd_sandbox import SandboxError
 from tests.fixtures.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,7 @@ def test_admin_rejects_bad_input(sandbox_clean: SandboxHandle) -> None:
 
 
 def test_admin_client_reports_unreachable_sandbox() -> None:
-    from credd.sandbox import AdminClient
+    from credd_sandbox import AdminClient
 
     with pytest.raises(SandboxError) as exc:
         AdminClient("http://127.0.0.1:9", timeout=2).health()

@@ -1,4 +1,4 @@
-"""``python -m credd.sandbox`` as a process: ready line, clean stops, no orphans; the AWS CLI v2."""
+"""``python -m credd_sandbox`` as a process: ready line, clean stops, no orphans; the AWS CLI v2."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from credd.sandbox import AdminClient, SandboxProcess
+from credd_sandbox import AdminClient, SandboxProcess
 from tests.fixtures.sandbox import SandboxHandle, unique_name
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def child_env() -> dict[str, str]:
 def start_cli(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], dict[str, Any], Path]:
     ready = tmp_path / "ready.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "credd.sandbox", "--ready-file", str(ready), *extra],
+        [sys.executable, "-m", "credd_sandbox", "--ready-file", str(ready), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=child_env(),
@@ -92,7 +92,7 @@ def test_killed_sandbox_takes_moto_with_it(tmp_path: Path) -> None:
 def test_sandbox_goes_when_its_parent_dies(tmp_path: Path) -> None:
     script = (
         "import json, signal, sys\n"
-        "from credd.sandbox import SandboxProcess\n"
+        "from credd_sandbox import SandboxProcess\n"
         "sb = SandboxProcess().start()\n"
         "print(json.dumps(sb.info), flush=True)\n"
         "signal.pause()\n"
@@ -113,7 +113,7 @@ def test_sandbox_goes_when_its_parent_dies(tmp_path: Path) -> None:
 
 def test_refuses_non_loopback_host() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "credd.sandbox", "--host", "10.1.2.3"],
+        [sys.executable, "-m", "credd_sandbox", "--host", "10.1.2.3"],
         capture_output=True,
         text=True,
         env=child_env(),

@@ -10,9 +10,9 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from credd.sandbox.awsxml import AwsFault
-from credd.sandbox.knobs import Knob, Knobs
-from credd.sandbox.sigv4 import (
+from credd_sandbox.awsxml import AwsFault
+from credd_sandbox.knobs import Knob, Knobs
+from credd_sandbox.sigv4 import (
     check_payload_hash,
     check_skew,
     parse_authorization,

@@ -24,8 +24,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 from botocore.utils import percent_encode_sequence
 
-from credd.sandbox import SandboxError
-from credd.sandbox.sso_client import SsoAssignment, SsoInstance, SsoUser
+from credd_sandbox import SandboxError
+from credd_sandbox.sso_client import SsoAssignment, SsoInstance, SsoUser
 from tests.fixtures.sandbox import SandboxHandle, unique_name
 
 pytestmark = pytest.mark.integration

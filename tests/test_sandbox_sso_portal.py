@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from credd.sandbox import SandboxError
+from credd_sandbox import SandboxError
 from tests.fixtures.sandbox import SandboxHandle, unique_name
 from tests.test_sandbox_sso_oidc import ROLE, Idc, code, make_idc, sso_clients
 

@@ -21,8 +21,8 @@ from botocore.auth import SIGV4_TIMESTAMP, S3SigV4QueryAuth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
-from credd.sandbox.awsxml import AwsFault
-from credd.sandbox.sigv4 import AuthHeader, signed_headers
+from credd_sandbox.awsxml import AwsFault
+from credd_sandbox.sigv4 import AuthHeader, signed_headers
 
 MAX_EXPIRES = 604_800  # SigV4 query auth: seven days
 _SIGNATURE_PARAM = re.compile(r"(?:^|&)X-Amz-Signature=[^&]*", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""``python -m credd.sandbox``: moto in a child process, then the gateway; one JSON line when ready.
+"""``python -m credd_sandbox``: moto in a child process, then the gateway; one JSON line when ready.
 
 SIGTERM and SIGINT stop both. moto is started in its own session (so a terminal's Ctrl-C reaches
 only the sandbox, which stops moto itself) and dies with the sandbox if the sandbox is killed.
@@ -17,12 +17,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from credd.sandbox.forward import MotoForwarder
-from credd.sandbox.gateway import Gateway, make_gateway_server
-from credd.sandbox.motoserver import MotoError, MotoIam, MotoProcess
-from credd.sandbox.state import AWS_MIN_DURATION, SandboxState
+from credd_sandbox.forward import MotoForwarder
+from credd_sandbox.gateway import Gateway, make_gateway_server
+from credd_sandbox.motoserver import MotoError, MotoIam, MotoProcess
+from credd_sandbox.state import AWS_MIN_DURATION, SandboxState
 
-log = logging.getLogger("credd.sandbox")
+log = logging.getLogger("credd_sandbox")
 
 
 def _loopback(host: str) -> str:
@@ -47,7 +47,7 @@ def _duration(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m credd.sandbox",
+        prog="python -m credd_sandbox",
         description="A local AWS stand-in: strict STS + moto for IAM/S3/SQS, one endpoint URL.",
     )
     parser.add_argument("--host", type=_loopback, default="127.0.0.1", help="loopback address")
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         moto_url = moto.start()
     except MotoError as e:
-        print(f"credd.sandbox: {e}", file=sys.stderr)
+        print(f"credd_sandbox: {e}", file=sys.stderr)
         return 1
     status = 0
     try:

@@ -4,7 +4,7 @@ It never restarts and never re-reads a file: its profile uses ``credential_proce
 ...``, so botocore re-runs credd whenever the credentials it holds near expiry. Each line shows
 which session key served the call (masked) and how long it had left; a failed call is counted.
 
-    python -m credd.demo_app --profile demo-app [--interval 2] [--count N] [--bucket NAME]
+    python -m credd_sandbox.demo_app --profile demo-app [--interval 2] [--count N] [--bucket NAME]
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from typing import Any
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
-from credd.sandbox import sso_oidc, sso_portal
-from credd.sandbox.awsxml import AwsFault, new_request_id
-from credd.sandbox.knobs import Counters, Knob, KnobKind, Knobs
-from credd.sandbox.sso_state import GRANT_NAMES, SsoState
-from credd.sandbox.sso_wire import OIDC, PORTAL, Reply, SsoCall, fault, render_fault
-from credd.sandbox.state import SandboxState
+from credd_sandbox import sso_oidc, sso_portal
+from credd_sandbox.awsxml import AwsFault, new_request_id
+from credd_sandbox.knobs import Counters, Knob, KnobKind, Knobs
+from credd_sandbox.sso_state import GRANT_NAMES, SsoState
+from credd_sandbox.sso_wire import OIDC, PORTAL, Reply, SsoCall, fault, render_fault
+from credd_sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 

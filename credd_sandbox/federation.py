@@ -22,7 +22,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
-from credd.sandbox.state import KeyRecord, SandboxState
+from credd_sandbox.state import KeyRecord, SandboxState
 
 PATH = "/federation"
 TOKEN_LIFETIME = timedelta(minutes=15)

@@ -1,4 +1,4 @@
-"""Starting and stopping ``python -m credd.sandbox`` as a child process (standard library only)."""
+"""Starting and stopping ``python -m credd_sandbox`` as a child process (standard library only)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from credd.sandbox.client import AdminClient, SandboxError
+from credd_sandbox.client import AdminClient, SandboxError
 
 
 class SandboxProcess:
@@ -63,7 +63,7 @@ class SandboxProcess:
         return AdminClient(self.endpoint)
 
     def command(self) -> list[str]:
-        cmd = [self.python, "-m", "credd.sandbox", "--host", self.host, "--port", str(self.port)]
+        cmd = [self.python, "-m", "credd_sandbox", "--host", self.host, "--port", str(self.port)]
         cmd += ["--parent-pid", str(os.getpid()), "--log-level", self.log_level]
         if self.min_duration is not None:
             cmd += ["--min-duration", str(self.min_duration)]
@@ -101,7 +101,7 @@ class SandboxProcess:
             self.stop()
             raise SandboxError(
                 f"the sandbox did not become ready (exit status {code})",
-                hint="run `python -m credd.sandbox --log-level INFO` to see why",
+                hint="run `python -m credd_sandbox --log-level INFO` to see why",
             )
         return self
 

@@ -15,7 +15,7 @@ from typing import Any, overload
 
 from credd.clock import isoformat_z, parse_iso
 from credd.errors import CreddError
-from credd.sandbox.sso_client import SsoAdminMixin
+from credd_sandbox.sso_client import SsoAdminMixin
 
 
 class SandboxError(CreddError):
@@ -116,7 +116,7 @@ class AdminClient(SsoAdminMixin):
         except (urllib.error.URLError, OSError) as e:
             raise SandboxError(
                 f"sandbox admin API at {self.endpoint} unreachable: {e}",
-                hint="start it with `python -m credd.sandbox`",
+                hint="start it with `python -m credd_sandbox`",
             ) from None
 
     def health(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def _reexec_under_private_bus(argv: list[str]) -> int:
     sys.stdout.flush()
     os.environ["CREDD_DEMO_BUS"] = "1"
     # Become dbus-run-session: Ctrl-C then reaches the demo directly, as one foreground job.
-    os.execv(dbus, [dbus, "--", sys.executable, "-m", "credd.demo", *argv])  # noqa: S606
+    os.execv(dbus, [dbus, "--", sys.executable, "-m", "credd_sandbox.demo", *argv])  # noqa: S606
 
 
 class Demo:
@@ -101,7 +101,7 @@ class Demo:
         say(f"private keyring up (gnome-keyring, files in {self.home}/.local/share/keyrings)")
 
     def start_sandbox(self) -> str:
-        from credd.sandbox import SandboxProcess
+        from credd_sandbox import SandboxProcess
 
         sandbox = SandboxProcess(
             min_duration=60, log_path=str(self.home / "sandbox.log"), env=self.env
@@ -112,8 +112,8 @@ class Demo:
         return sandbox.endpoint
 
     def configure(self, endpoint: str) -> None:
-        from credd.sandbox import AdminClient
         from credd.secrets import SecretStore
+        from credd_sandbox import AdminClient
 
         admin = AdminClient(endpoint)
         user = admin.create_user("demo-scientist")
@@ -264,7 +264,7 @@ class Demo:
         threading.Thread(target=self._read_app, args=(proc.stdout,), daemon=True).start()
 
     def start_app(self, endpoint: str) -> None:
-        program = [sys.executable, "-u", "-m", "credd.demo_app"]
+        program = [sys.executable, "-u", "-m", "credd_sandbox.demo_app"]
         self._spawn("app", [*program, "--profile", "demo-app"], self.env)
         say("a long-running boto3 program now calls STS and S3 every 2 s through credd")
         # The same program under `credd exec demo-role`: no profile, no keys in its environment;
@@ -378,7 +378,7 @@ def run_inner(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m credd.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m credd_sandbox.demo", description=__doc__)
     parser.add_argument("--home", help="demo home (default: $CREDD_DEMO_HOME, else a temp dir)")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     parser.add_argument(

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pyotp
 
 from credd.clock import isoformat_z
-from credd.sandbox.awsxml import AwsFault, element
-from credd.sandbox.iam_keys import ACCESS_KEY_ACTIONS
-from credd.sandbox.state import ACCOUNT_ID, Device, KeyRecord, SandboxState
+from credd_sandbox.awsxml import AwsFault, element
+from credd_sandbox.iam_keys import ACCESS_KEY_ACTIONS
+from credd_sandbox.state import ACCOUNT_ID, Device, KeyRecord, SandboxState
 
 log = logging.getLogger(__name__)
 

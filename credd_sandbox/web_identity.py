@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from credd.clock import UTC, isoformat_z
-from credd.sandbox.awsxml import AwsFault, element
-from credd.sandbox.state import ACCOUNT_ID, SandboxState
+from credd_sandbox.awsxml import AwsFault, element
+from credd_sandbox.state import ACCOUNT_ID, SandboxState
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def verify(token: str, now: datetime, registry: WebIdentityRegistry = REGISTRY) 
 def assume_role_with_web_identity(
     state: SandboxState, params: dict[str, str], registry: WebIdentityRegistry = REGISTRY
 ) -> str:
-    from credd.sandbox.sts import _SESSION_NAME, _duration, _validation
+    from credd_sandbox.sts import _SESSION_NAME, _duration, _validation
 
     role_arn = params.get("RoleArn", "")
     session_name = params.get("RoleSessionName", "")
@@ -187,7 +187,7 @@ def admin_rules(route: str, state: SandboxState) -> list[Any]:
     """The admin routes: register a provider; let a role trust one."""
     from werkzeug.routing import Rule
 
-    from credd.sandbox.admin import AdminError, Json, _name
+    from credd_sandbox.admin_body import AdminError, Json, _name
 
     def add_provider(body: Json) -> tuple[int, Json]:
         fields = [body.get(k) for k in ("issuer", "audience", "public_key_pem")]

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
-from typing import Any
 
 import pyotp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -17,60 +15,20 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request
 
 from credd.clock import isoformat_z, parse_iso
-from credd.sandbox.knobs import KNOB_KINDS, Counters, Knob, Knobs
-from credd.sandbox.motoserver import MotoError, MotoIam
-from credd.sandbox.sso_state import SsoState
-from credd.sandbox.state import ACCOUNT_ID, Role, SandboxState, User, random_id
+from credd_sandbox.admin_body import AdminError, Json, _name, _names, _number, _optional_count
+from credd_sandbox.knobs import KNOB_KINDS, Counters, Knob, Knobs
+from credd_sandbox.motoserver import MotoError, MotoIam
+from credd_sandbox.sso_admin import SsoAdmin
+from credd_sandbox.sso_state import SsoState
+from credd_sandbox.state import ACCOUNT_ID, Role, SandboxState, User, random_id
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _MAX_BODY = 64 * 1024
-Json = dict[str, Any]
-
-
-class AdminError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _name(body: Json, key: str = "name") -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise AdminError(400, "bad_name", f"{key!r} must be 1-64 characters of [A-Za-z0-9+=,.@_-]")
-    return value
-
-
-def _number(body: Json, key: str, default: float | None = None) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AdminError(400, "bad_value", f"{key!r} must be a number")
-    return float(value)
-
-
-def _optional_count(body: Json) -> int | None:
-    count = body.get("count")
-    if count is None:
-        return None
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise AdminError(400, "bad_value", "'count' must be a positive integer or null")
-    return count
-
-
-def _names(body: Json, key: str, default: frozenset[str] | None) -> frozenset[str] | None:
-    value = body.get(key, None if default is None else sorted(default))
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise AdminError(400, "bad_value", f"{key!r} must be a list of strings")
-    return None if "*" in value else frozenset(value)
 
 
 def _web_identity_rules(route: str, state: SandboxState) -> list[Rule]:
-    from credd.sandbox.web_identity import admin_rules
+    from credd_sandbox.web_identity import admin_rules
 
     return admin_rules(route, state)
 
@@ -124,9 +82,6 @@ class AdminApi:
     def _sso_rules(self, route: str) -> list[Rule]:
         if self.sso is None:
             return []
-        # Imported here: sso_admin builds on this module's helpers.
-        from credd.sandbox.sso_admin import SsoAdmin
-
         return SsoAdmin(self.state, self.sso).rules(route)
 
     def handle(self, request: Request) -> tuple[int, Json]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from credd.sandbox.awsxml import AwsFault
+from credd_sandbox.awsxml import AwsFault
 
 OIDC = "sso-oidc"
 PORTAL = "sso"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 
 from credd.clock import isoformat_z
-from credd.sandbox.awsxml import AwsFault, element
-from credd.sandbox.state import KeyRecord, SandboxState, random_id, random_secret
+from credd_sandbox.awsxml import AwsFault, element
+from credd_sandbox.state import KeyRecord, SandboxState, random_id, random_secret
 
 log = logging.getLogger(__name__)
 

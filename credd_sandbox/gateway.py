@@ -2,9 +2,9 @@
 
 Every AWS request is authenticated here (SigV4 checked with botocore's signer, keys and session
 tokens looked up, expiry judged on the sandbox clock). STS and IAM ListMFADevices are answered
-by :mod:`credd.sandbox.sts`; everything else goes to moto. ``/_sandbox/`` is the admin API.
+by :mod:`credd_sandbox.sts`; everything else goes to moto. ``/_sandbox/`` is the admin API.
 Unsigned requests on IAM Identity Center paths (SSO-OIDC and the portal, which botocore never
-signs) go to :mod:`credd.sandbox.sso_http`.
+signs) go to :mod:`credd_sandbox.sso_http`.
 """
 
 from __future__ import annotations
@@ -25,20 +25,20 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 
-from credd.sandbox.admin import AdminApi
-from credd.sandbox.awsxml import AwsFault, new_request_id, query_response, render_error
-from credd.sandbox.federation import PATH as FEDERATION_PATH
-from credd.sandbox.federation import FederationService
-from credd.sandbox.forward import MotoForwarder
-from credd.sandbox.knobs import Counters, Knobs
-from credd.sandbox.motoserver import MotoIam
-from credd.sandbox.presigned import (
+from credd_sandbox.admin import AdminApi
+from credd_sandbox.awsxml import AwsFault, new_request_id, query_response, render_error
+from credd_sandbox.federation import PATH as FEDERATION_PATH
+from credd_sandbox.federation import FederationService
+from credd_sandbox.forward import MotoForwarder
+from credd_sandbox.knobs import Counters, Knobs
+from credd_sandbox.motoserver import MotoIam
+from credd_sandbox.presigned import (
     PresignedAuth,
     check_presigned_window,
     parse_presigned_or_fault,
     verify_presigned,
 )
-from credd.sandbox.sigv4 import (
+from credd_sandbox.sigv4 import (
     AuthHeader,
     check_payload_hash,
     check_skew,
@@ -46,10 +46,10 @@ from credd.sandbox.sigv4 import (
     request_timestamp,
     verify_signature,
 )
-from credd.sandbox.sso_http import BEARER_ENVIRON, BEARER_HEADER, SsoService, sso_route
-from credd.sandbox.sso_state import SsoState
-from credd.sandbox.state import KeyRecord, SandboxState
-from credd.sandbox.sts import IAM_ACTIONS, STS_ACTIONS
+from credd_sandbox.sso_http import BEARER_ENVIRON, BEARER_HEADER, SsoService, sso_route
+from credd_sandbox.sso_state import SsoState
+from credd_sandbox.state import KeyRecord, SandboxState
+from credd_sandbox.sts import IAM_ACTIONS, STS_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class Gateway:
     def _web_identity(
         self, params: dict[str, str], request_id: str
     ) -> tuple[bytes, list[tuple[str, str]]]:
-        from credd.sandbox.web_identity import assume_role_with_web_identity
+        from credd_sandbox.web_identity import assume_role_with_web_identity
 
         result = assume_role_with_web_identity(self.state, params)
         data = query_response("AssumeRoleWithWebIdentity", "sts", result, request_id)

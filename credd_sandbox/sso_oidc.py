@@ -16,7 +16,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from credd.sandbox.sso_state import (
+from credd_sandbox.sso_state import (
     AUTH_CODE_GRANT,
     DEFAULT_GRANTS,
     DEVICE_GRANT,
@@ -26,7 +26,7 @@ from credd.sandbox.sso_state import (
     Registration,
     SsoState,
 )
-from credd.sandbox.sso_wire import Reply, SsoCall, fault, page
+from credd_sandbox.sso_wire import Reply, SsoCall, fault, page
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from credd.sandbox.state import SandboxClock, random_id
+from credd_sandbox.state import SandboxClock, random_id
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 AUTH_CODE_GRANT = "authorization_code"

@@ -15,9 +15,9 @@ from typing import Any
 from werkzeug.routing import Rule
 
 from credd.clock import isoformat_z
-from credd.sandbox.admin import AdminError, _name, _number, _optional_count
-from credd.sandbox.sso_oidc import redirect_for
-from credd.sandbox.sso_state import (
+from credd_sandbox.admin_body import AdminError, _name, _number, _optional_count
+from credd_sandbox.sso_oidc import redirect_for
+from credd_sandbox.sso_state import (
     GRANT_NAMES,
     SETTING_BOUNDS,
     AuthorizationRequest,
@@ -27,7 +27,7 @@ from credd.sandbox.sso_state import (
     Session,
     SsoState,
 )
-from credd.sandbox.state import ACCOUNT_ID, AWS_MIN_DURATION, SandboxState
+from credd_sandbox.state import ACCOUNT_ID, AWS_MIN_DURATION, SandboxState
 
 Json = dict[str, Any]
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -43,7 +43,7 @@ def _text(body: Json, key: str) -> str | None:
 
 
 class SsoAdmin:
-    """The ``/_sandbox/sso/`` endpoints; :class:`~credd.sandbox.admin.AdminApi` routes to them."""
+    """The ``/_sandbox/sso/`` endpoints; :class:`~credd_sandbox.admin.AdminApi` routes to them."""
 
     def __init__(self, sandbox: SandboxState, sso: SsoState) -> None:
         self.sandbox = sandbox

@@ -1,6 +1,6 @@
 """moto's server in a child process, and the few IAM calls the sandbox makes on it directly.
 
-The child (``python -m credd.sandbox.motoserver``) runs moto's own ``ThreadedMotoServer`` on an
+The child (``python -m credd_sandbox.motoserver``) runs moto's own ``ThreadedMotoServer`` on an
 ephemeral loopback port and reports the port on its stdout, so there is no race for a port.
 It dies with its parent (``PR_SET_PDEATHSIG`` plus a parent check).
 """
@@ -66,7 +66,7 @@ class MotoProcess:
         if self.log_path:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [self.python, "-m", "credd.sandbox.motoserver", str(os.getpid())],
+            [self.python, "-m", "credd_sandbox.motoserver", str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_file or subprocess.DEVNULL,

@@ -21,7 +21,7 @@ from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials as BotoCredentials
 
-from credd.sandbox.awsxml import AwsFault
+from credd_sandbox.awsxml import AwsFault
 
 MAX_SKEW = timedelta(minutes=15)
 _AUTH_RE = re.compile(

@@ -1,4 +1,4 @@
-"""A local AWS stand-in for the demo and the tests (``python -m credd.sandbox``).
+"""A local AWS stand-in for the demo and the tests (``python -m credd_sandbox``).
 
 One endpoint URL for every service: a strict STS written here (TOTP codes checked and never
 reused, duration bounds, role chaining cap, unique keys, SigV4 verified with botocore's signer,
@@ -9,8 +9,8 @@ This package's top level imports only the standard library (the server modules i
 werkzeug, pyotp and moto when started).
 """
 
-from credd.sandbox.client import AdminClient, MfaDevice, SandboxError, SandboxRole, SandboxUser
-from credd.sandbox.process import SandboxProcess
+from credd_sandbox.client import AdminClient, MfaDevice, SandboxError, SandboxRole, SandboxUser
+from credd_sandbox.process import SandboxProcess
 
 __all__ = [
     "AdminClient",

@@ -1,6 +1,6 @@
 """AdminClient methods for the sandbox's IAM Identity Center (standard library only).
 
-Mixed into :class:`credd.sandbox.client.AdminClient`; every method is one call under
+Mixed into :class:`credd_sandbox.client.AdminClient`; every method is one call under
 ``/_sandbox/sso/``. ``user`` arguments take a user name or an :class:`SsoUser`.
 """
 

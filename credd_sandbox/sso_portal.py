@@ -13,9 +13,9 @@ import binascii
 import logging
 from typing import Any
 
-from credd.sandbox.sso_state import ACCOUNT_SCOPE, Instance, Session, SsoState, SsoUser
-from credd.sandbox.sso_wire import Reply, SsoCall, fault
-from credd.sandbox.state import SandboxState
+from credd_sandbox.sso_state import ACCOUNT_SCOPE, Instance, Session, SsoState, SsoUser
+from credd_sandbox.sso_wire import Reply, SsoCall, fault
+from credd_sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 
