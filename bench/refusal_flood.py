@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from credd.client import Client  # noqa: E402
-from credd.clock import FakeClock  # noqa: E402
 from credd.server.api import Api  # noqa: E402
 from credd.server.container import ContainerApi, LoopbackServer  # noqa: E402
-from credd.server.memory import MemoryBackend  # noqa: E402
 from credd.server.unix import UnixServer  # noqa: E402
+from credd.testing.clock import FakeClock  # noqa: E402
+from credd.testing.memory import MemoryBackend  # noqa: E402
 from tests.fixtures.transport import demo_credentials  # noqa: E402
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

@@ -23,8 +23,8 @@ from credd.endpoint import ensure_token
 from credd.models import Credentials
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer
-from credd.server.memory import MemoryBackend
 from credd.server.unix import Limits, UnixServer
+from credd.testing.memory import MemoryBackend
 
 PROFILE = "bench"
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from credd.clock import UTC, FakeClock
+from credd.clock import UTC
+from credd.testing.clock import FakeClock
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from credd.clock import FakeClock
 from credd.errors import AwsThrottled, SecretStoreLocked
 from credd.server.api import Api, Peer, Request, Response
 from credd.server.http import Router, decode_profile
-from credd.server.memory import MemoryBackend
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import SECRET, TOKEN
 
 

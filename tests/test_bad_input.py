@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from credd import awsconfig
-from credd.clock import FakeClock
 from credd.config_edit import enable_profile
 from credd.daemon import Daemon
 from credd.errors import ConfigError
@@ -23,6 +22,7 @@ from credd.manager import _parents_first
 from credd.mfa import ProcessCodes
 from credd.persist import fingerprint
 from credd.planner import MAX_CHAIN, Node, plan_for
+from credd.testing.clock import FakeClock
 from tests.fixtures.keyring import KeyringEnv
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # stands for a TOTP seed someone put in the command

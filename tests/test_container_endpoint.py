@@ -20,8 +20,8 @@ from botocore.exceptions import CredentialRetrievalError
 from credd.endpoint import PATH_PREFIX, EndpointSettings, default_port, ensure_token
 from credd.errors import ConfigError, UsageError
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse, tcp_owner
-from credd.server.memory import MemoryBackend
 from credd.server.peeruid import TcpOwner
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import SECRET, TOKEN, RawResponse, demo_credentials, read_response
 
 LIVE_UNTIL = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=12)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from credd import doctor
-from credd.clock import FakeClock, SystemClock
+from credd.clock import SystemClock
+from credd.testing.clock import FakeClock
 from tests.fixtures.daemon import DaemonFactory, remember
 from tests.test_secrets_headless import credd
 

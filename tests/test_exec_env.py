@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from credd.clock import FakeClock
 from credd.endpoint import ensure_token
 from credd.imds import ImdsEndpoints
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer
-from credd.server.memory import MemoryBackend
 from credd.server.unix import UnixServer
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import ServerFactory, demo_credentials
 
 LIVE_KEY = "ASIAFAKE0000000DEMO1"

@@ -23,8 +23,9 @@ import botocore.session
 import pytest
 
 from credd import doctor
-from credd.clock import FakeClock, SystemClock
+from credd.clock import SystemClock
 from credd.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX
+from credd.testing.clock import FakeClock
 from credd.writers import CredentialsFileWriter, SectionWrite
 from tests.fixtures.files import SAMPLE_CREDENTIALS, lease_breaking, make_credentials, run_aws_v2
 from tests.test_secrets_headless import credd

@@ -13,8 +13,8 @@ import pytest
 
 from credd.getcmd import _Usage, env_lines, parse
 from credd.models import Credentials
-from credd.server.memory import MemoryBackend
 from credd.server.unix import UnixServer
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import SECRET, TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from credd.clock import FakeClock
 from credd.endpoint import PATH_PREFIX
 from credd.server.api import Api
 from credd.server.base import HttpServer
 from credd.server.container import ContainerApi, LoopbackServer
-from credd.server.memory import MemoryBackend
 from credd.server.unix import UnixServer
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.httpfuzz import Fuzzer, Target, parse_responses
 from tests.fixtures.transport import demo_credentials
 

@@ -16,11 +16,11 @@ import pytest
 from botocore.credentials import InstanceMetadataProvider
 from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
 
-from credd.clock import FakeClock
 from credd.errors import ConfigError, NeedsMfa
 from credd.imds import ImdsWish, wish_of
 from credd.server.imds import ImdsApi, ImdsServer
-from credd.server.memory import MemoryBackend
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import SECRET, TOKEN, RawResponse, demo_credentials, read_response
 
 LIVE_UNTIL = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=12)

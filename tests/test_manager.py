@@ -14,7 +14,6 @@ from datetime import timedelta
 import pytest
 
 from credd.awsconfig import AwsConfig, BrokenProfile, ManagedProfile
-from credd.clock import FakeClock
 from credd.errors import (
     AwsAccessDenied,
     AwsUnreachable,
@@ -29,6 +28,7 @@ from credd.manager import Manager
 from credd.models import Credentials
 from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
+from credd.testing.clock import FakeClock
 
 HOUR = 3600
 

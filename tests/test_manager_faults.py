@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from credd.awsconfig import AwsConfig, ManagedProfile
-from credd.clock import ClockWatch, FakeClock
+from credd.clock import ClockWatch
 from credd.errors import (
     AwsUnreachable,
     CreddError,
@@ -30,6 +30,7 @@ from credd.manager import Manager
 from credd.models import Credentials
 from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
+from credd.testing.clock import FakeClock
 from credd.writers import CredentialsFileWriter
 
 HOUR = 3600

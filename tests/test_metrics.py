@@ -13,11 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from credd import metrics
-from credd.clock import FakeClock
 from credd.metrics import FAMILIES, Registry
 from credd.server.api import Api
-from credd.server.memory import MemoryBackend
 from credd.server.unix import UnixServer
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.transport import SECRET, TOKEN, exchange, http_request
 

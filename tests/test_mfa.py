@@ -9,9 +9,10 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from credd.clock import UTC, FakeClock
+from credd.clock import UTC
 from credd.errors import MfaCodeReused, MfaProcessFailed, NeedsMfa, SecretMissing, UsageError
 from credd.mfa import STEP, CodeLedger, PersonCodes, ProcessCodes, TotpCodes, check_code
+from credd.testing.clock import FakeClock
 
 SEED = pyotp.random_base32()
 DEVICE = "arn:aws:iam::123456789012:mfa/alice"

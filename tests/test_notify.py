@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from credd.clock import FakeClock
 from credd.models import ProfileStatus
 from credd.notify import BUS_NAME, Notifier, needs_of
+from credd.testing.clock import FakeClock
 from tests.fixtures.keyring import connect, name_has_owner
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from credd import awsconfig
-from credd.clock import UTC, FakeClock
+from credd.clock import UTC
 from credd.errors import NeedsMfa
 from credd.manager import Manager
 from credd.models import Credentials
@@ -25,6 +25,7 @@ from credd.persist import INDEX, Persist, fingerprint
 from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.secrets import SecretStore
+from credd.testing.clock import FakeClock
 
 pytestmark = pytest.mark.integration  # the real Secret Service
 HOUR = 3600

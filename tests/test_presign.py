@@ -11,10 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from credd.clock import FakeClock, isoformat_z
+from credd.clock import isoformat_z
 from credd.errors import UsageError
 from credd.models import Credentials
 from credd.presign import LifetimeUnavailable, Signer, parse_lifetime, read_targets
+from credd.testing.clock import FakeClock
 from tests.fixtures.daemon import DaemonFactory, remember
 from tests.fixtures.sandbox import unique_name
 from tests.test_sandbox_presigned import curl

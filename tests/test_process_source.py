@@ -19,7 +19,7 @@ import pytest
 
 from credd import awsconfig
 from credd.aws.clients import ClientFactory
-from credd.clock import UTC, FakeClock, isoformat_z
+from credd.clock import UTC, isoformat_z
 from credd.errors import CredentialProcessInvalid
 from credd.manager import Manager
 from credd.mfa import CodeLedger
@@ -28,6 +28,7 @@ from credd.planner import Node, plan_for
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.process import parse_output
+from credd.testing.clock import FakeClock
 from tests.fixtures.daemon import DaemonFactory, remember
 
 AWS_V2 = "/usr/bin/aws"

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 from credd.client import Client
-from credd.clock import FakeClock
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer
-from credd.server.memory import MemoryBackend
 from credd.server.refusals import OVERFLOW_KEY, RefusalLog
 from credd.server.unix import Limits, UnixServer
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import (
     SECRET,
     ServerFactory,

@@ -14,7 +14,7 @@ import pytest
 
 from credd import awsconfig
 from credd.aws.clients import ClientFactory
-from credd.clock import UTC, FakeClock
+from credd.clock import UTC
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials
@@ -22,6 +22,7 @@ from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.codes import ProfileCodes
+from credd.testing.clock import FakeClock
 from tests.fixtures.daemon import DaemonFactory, remember, services_section
 from tests.fixtures.sandbox import SandboxHandle
 

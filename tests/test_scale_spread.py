@@ -7,8 +7,8 @@ import random
 from collections import Counter
 from datetime import timedelta
 
-from credd.clock import FakeClock
 from credd.refresher import RefreshPolicy
+from credd.testing.clock import FakeClock
 
 
 def test_a_thousand_sessions_issued_together_renew_spread_out() -> None:

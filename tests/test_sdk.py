@@ -29,12 +29,12 @@ import s3fs
 from aiobotocore.credentials import AioRefreshableCredentials
 
 from credd import sdk
-from credd.clock import FakeClock
 from credd.errors import AwsUnreachable, NotReady
 from credd.models import Credentials
 from credd.sdk import CreddCredentialError
-from credd.server.memory import MemoryBackend
 from credd.server.unix import UnixServer
+from credd.testing.clock import FakeClock
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.daemon import DaemonFactory, remember
 from tests.fixtures.sandbox import unique_name
 from tests.fixtures.transport import START, demo_credentials

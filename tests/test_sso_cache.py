@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from credd.clock import UTC, FakeClock
+from credd.clock import UTC
 from credd.errors import LoginRequired, SsoCacheError
 from credd.sso.cache import Registration, SsoToken, TokenCache, parse_when
 from credd.sso.settings import SsoTarget, resolve_profile, resolve_session
 from credd.sso.tokens import TokenStore, refresh_at, refresh_due
+from credd.testing.clock import FakeClock
 
 START = "https://d-1234567890.awsapps.com/start"
 T0 = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from credd.clock import FakeClock
 from credd.errors import LoginRequired
 from credd.sso.cache import TokenCache
 from credd.sso.login import LoginFlow, LoginIo, pkce_pair
 from credd.sso.loopback import CALLBACK_PATH, CallbackServer
 from credd.sso.settings import load_full_config, resolve_profile
 from credd.sso.tokens import TokenStore
+from credd.testing.clock import FakeClock
 from credd_sandbox.sso_client import SsoInstance, SsoUser
 from tests.fixtures.daemon import remember
 from tests.fixtures.sandbox import SandboxHandle, unique_name

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from credd.clock import FakeClock
 from credd.errors import LoginRequired
 from credd.sso.cache import TokenCache
 from credd.sso.settings import SsoTarget
 from credd.sso.tokens import TokenStore
+from credd.testing.clock import FakeClock
 from tests.test_sso_cache import LEGACY, SESSION, T0, token
 
 

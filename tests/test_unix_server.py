@@ -19,8 +19,8 @@ import pytest
 
 from credd.client import Client
 from credd.errors import ConfigError
-from credd.server.memory import MemoryBackend
 from credd.server.unix import Limits, UnixServer
+from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import (
     SECRET,
     ServerFactory,

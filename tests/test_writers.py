@@ -17,9 +17,9 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from credd.clock import FakeClock
 from credd.errors import ConfigError, CredentialsFileError, ForeignSection
 from credd.models import Credentials
+from credd.testing.clock import FakeClock
 from credd.writers import (
     MARKER_COMMENT,
     MAX_ATTEMPTS,

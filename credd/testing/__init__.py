@@ -1,0 +1,1 @@
+"""Test doubles that ship with credd for its tests and benchmarks: FakeClock, MemoryBackend."""
