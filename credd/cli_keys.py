@@ -175,7 +175,7 @@ def _daemon_session(profile: str, socket: str | None) -> Callable[[], Credential
 def _mfa_session(
     profile: str, store: Any, clients: Any, clock: Clock, code: str | None
 ) -> Callable[[], Credentials] | None:
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
 
     managed = awsconfig.load().managed.get(profile)
     if managed is None or managed.kind != "session-token":
@@ -274,8 +274,8 @@ def _rotate_due(args: argparse.Namespace, clock: Clock) -> int:
 def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
     """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
     manages whose keys are in the secret store."""
-    from credd import awsconfig
-    from credd.awsconfig import parse_duration
+    from credd.aws import config as awsconfig
+    from credd.aws.config import parse_duration
 
     out = []
     for name, managed in awsconfig.load().managed.items():

@@ -90,7 +90,7 @@ def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
 
 
 def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
-    from credd.awsconfig import profile_from_env
+    from credd.aws.config import profile_from_env
     from credd.sso.login import LoginFlow, LoginIo
     from credd.sso.settings import (
         load_full_config,

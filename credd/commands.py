@@ -26,7 +26,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _profile_arg(args: argparse.Namespace) -> str:
-    from credd.awsconfig import profile_from_env
+    from credd.aws.config import profile_from_env
 
     name = args.profile or profile_from_env()
     if not name:
@@ -202,7 +202,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 def _duration_setting(profile: str, text: str) -> dict[str, str]:
     """``--duration``: a role's own ``duration_seconds``, an IAM user's session length."""
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
 
     try:
         seconds = awsconfig.parse_duration(text)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from configupdater import ConfigUpdater, Option, Section
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import ConfigError, ProfileNotFound
 from credd.inifile import (
@@ -173,7 +173,7 @@ def _clean_settings(settings: Mapping[str, str] | None) -> dict[str, str]:
 
 def check_enable(name: str, values: Mapping[str, str], path: Path) -> None:
     """Refuse what the daemon would refuse: the profile as it will read after the edit goes
-    through the daemon's own checks (:func:`credd.awsconfig.build`, then the planner).
+    through the daemon's own checks (:func:`credd.aws.config.build`, then the planner).
 
     Whether codes come from a person is decided by the daemon from the keyring, which may
     change after this edit (``credd totp set``): here it counts as unattended.

@@ -148,7 +148,7 @@ def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: A
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
     from credd.client import Client
 

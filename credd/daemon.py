@@ -26,7 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from credd import awsconfig, notify
+from credd import notify
+from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, ClockWatch, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path

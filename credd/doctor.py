@@ -21,7 +21,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import CreddError, SecretMissing
 from credd.secrets import SecretStore

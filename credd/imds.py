@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from credd.awsconfig import FALSE, TRUE, AwsConfig
+from credd.aws.config import FALSE, TRUE, AwsConfig
 from credd.clock import Clock
 from credd.errors import ConfigError, CreddError, ProfileNotManaged, RequestError
 from credd.server.backend import Backend

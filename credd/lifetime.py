@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from credd.awsconfig import CHAIN_CAP, parse_duration
+from credd.aws.config import CHAIN_CAP, parse_duration
 from credd.errors import LifetimeUnavailable, RequestError
 from credd.models import Credentials
 from credd.planner import Node, Plan

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from credd import __version__, lifetime, metrics
-from credd.awsconfig import AwsConfig, ManagedProfile
+from credd.aws.config import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
 from credd.errors import (
     ConfigError,

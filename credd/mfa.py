@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from credd.awsconfig import mfa_command
+from credd.aws.config import mfa_command
 from credd.clock import Clock
 from credd.errors import MfaCodeReused, MfaProcessFailed, NeedsMfa, SecretMissing, UsageError
 

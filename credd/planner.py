@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from credd.awsconfig import CHAIN_CAP, AwsConfig, ManagedProfile, profile_settings
+from credd.aws.config import CHAIN_CAP, AwsConfig, ManagedProfile, profile_settings
 from credd.errors import ConfigError
 
 #: Kinds of profile that are the base of a chain on their own (no MFA, no source_profile).

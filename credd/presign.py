@@ -219,7 +219,7 @@ def cmd_presign(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
     from credd.client import Client
     from credd.secrets import SecretStore

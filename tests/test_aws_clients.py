@@ -19,7 +19,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.models import Credentials
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.errors import ConfigError, ProfileNotFound
 
 CONFIG = """\

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.config_edit import enable_profile
 from credd.daemon import Daemon
 from credd.errors import ConfigError

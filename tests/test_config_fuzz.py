@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.client import Client
 from credd.daemon import Daemon
 from tests.fixtures.daemon import DaemonFactory

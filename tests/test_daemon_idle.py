@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.daemon import Daemon
 from credd.endpoint import EndpointSettings
 

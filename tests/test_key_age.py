@@ -93,7 +93,7 @@ def test_keys_in_the_credentials_file_are_read_as_they_are_now(
 ) -> None:
     """aws-runas 53: a long-running daemon kept signing with a key rotated away. The daemon's
     view of the files is loaded at start; the keys must come from the file at each fetch."""
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
     from credd.sources.keys import long_term_keys
 
     _config(clean_env, "[profile work]\ncredd = true\n")

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from credd.awsconfig import AwsConfig, BrokenProfile, ManagedProfile
+from credd.aws.config import AwsConfig, BrokenProfile, ManagedProfile
 from credd.errors import (
     AwsAccessDenied,
     AwsUnreachable,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from credd.awsconfig import AwsConfig, ManagedProfile
+from credd.aws.config import AwsConfig, ManagedProfile
 from credd.clock import ClockWatch
 from credd.errors import (
     AwsUnreachable,

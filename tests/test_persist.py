@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.clock import UTC
 from credd.errors import NeedsMfa
 from credd.manager import Manager

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from credd import awsconfig
-from credd.awsconfig import ManagedProfile
+from credd.aws import config as awsconfig
+from credd.aws.config import ManagedProfile
 from credd.errors import ConfigError
 from credd.planner import explain, plan_for
 

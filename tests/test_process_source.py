@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import UTC, isoformat_z
 from credd.errors import CredentialProcessInvalid

@@ -12,7 +12,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.manager import Manager

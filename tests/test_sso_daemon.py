@@ -281,7 +281,7 @@ def test_a_simulated_week_needs_no_login_and_refreshes_on_schedule(
 ) -> None:
     """One login, then 7 days with 1 h access tokens and 1 h role credentials: the manager's
     fake clock and the sandbox's clock move together; refresh tokens rotate at every refresh."""
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
     from credd.manager import Manager
     from credd.mfa import CodeLedger

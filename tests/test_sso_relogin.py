@@ -116,7 +116,7 @@ def test_a_login_made_elsewhere_is_picked_up_within_a_minute_without_credd(
     """After a revocation, ``aws sso login`` (botocore's writer) alone: the token node, parked in
     ``login_required``, looks at the cache again a minute later (a file read) and wakes the
     role. In-process manager, the sandbox's clock moved with the manager's."""
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
     from credd.manager import Manager
     from credd.mfa import CodeLedger

@@ -20,7 +20,7 @@ from botocore.config import Config
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.manager import Manager

@@ -180,7 +180,7 @@ class ClientFactory:
     # -- configuration ---------------------------------------------------------------------
 
     def load(self, full_config: Mapping[str, Any]) -> None:
-        """Adopt the AWS config parsed by :func:`credd.awsconfig.load` and drop every cached
+        """Adopt the AWS config parsed by :func:`credd.aws.config.load` and drop every cached
         client: after a reload each call is made with the new settings."""
         with self._lock:
             self._full = full_config
@@ -201,7 +201,7 @@ class ClientFactory:
         with self._lock:
             full = self._full
         if full is None:
-            from credd.awsconfig import read_full_config
+            from credd.aws.config import read_full_config
 
             full = read_full_config()
             with self._lock:

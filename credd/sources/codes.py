@@ -6,7 +6,7 @@ A code a person pushed (``credd mfa``) always wins; then ``credd_mfa_source``; w
 
 from __future__ import annotations
 
-from credd.awsconfig import ManagedProfile
+from credd.aws.config import ManagedProfile
 from credd.clock import Clock
 from credd.errors import SecretMissing
 from credd.mfa import CodeSource, PersonCodes, ProcessCodes, TotpCodes

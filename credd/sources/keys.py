@@ -9,8 +9,8 @@ import threading
 from collections.abc import Mapping
 
 from credd.aws.clients import ClientFactory
+from credd.aws.config import ManagedProfile
 from credd.aws.errors import translate
-from credd.awsconfig import ManagedProfile
 from credd.errors import ConfigError, CreddError, SecretMissing, SecretStoreError
 from credd.models import Credentials
 from credd.secrets import SecretStore

@@ -22,7 +22,7 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
-from credd import source_keys
+from credd.aws import keys as source_keys
 from credd.clock import Clock, parse_iso
 from credd.errors import CredentialProcessFailed, CredentialProcessInvalid, UsageError
 from credd.models import Credentials

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from credd.aws.clients import ClientFactory
+from credd.aws.config import ManagedProfile
 from credd.aws.errors import translate
-from credd.awsconfig import ManagedProfile
 from credd.clock import UTC, Clock
 from credd.mfa import CodeLedger
 from credd.models import Credentials

@@ -21,7 +21,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from credd import source_keys
+from credd.aws import keys as source_keys
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock
 from credd.errors import (

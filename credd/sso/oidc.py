@@ -1,7 +1,7 @@
 """SSO-OIDC calls (RegisterClient, StartDeviceAuthorization, CreateToken) with their errors
 turned into credd errors.
 
-Clients come from the daemon's one factory (:class:`credd.aws.ClientFactory`): unsigned
+Clients come from the daemon's one factory (:class:`credd.aws.clients.ClientFactory`): unsigned
 (``botocore.UNSIGNED``, as botocore's ``SSOTokenProvider`` and the AWS CLI create them) and made
 for the profile, so ``[services NAME]`` sections, ``endpoint_url`` and
 ``AWS_ENDPOINT_URL_SSO_OIDC`` apply exactly as for botocore. Errors go through the one translator,

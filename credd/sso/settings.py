@@ -83,9 +83,9 @@ def parse_scopes(raw: str) -> tuple[str, ...]:
 
 
 def load_full_config(environ: Mapping[str, str] | None = None) -> Mapping[str, Any]:
-    """botocore's ``full_config`` for the current files, read by :mod:`credd.awsconfig` (the
+    """botocore's ``full_config`` for the current files, read by :mod:`credd.aws.config` (the
     one reader of the AWS files)."""
-    from credd.awsconfig import read_full_config
+    from credd.aws.config import read_full_config
 
     return read_full_config(environ)
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from credd import source_keys
+from credd.aws import keys as source_keys
 from credd.errors import ConfigError, ProfileNotFound
 
 log = logging.getLogger(__name__)
