@@ -47,7 +47,7 @@ class StoreKeys:
 
 
 class FileKeys:
-    """Keys in a credentials file section, rewritten in place by :mod:`credd.inifile`."""
+    """Keys in a credentials file section, rewritten in place by :mod:`credd.files.ini`."""
 
     where = "credentials file"
 
@@ -61,7 +61,7 @@ class FileKeys:
         return Credentials(key_id, secret)
 
     def put(self, keys: Credentials) -> None:
-        from credd import inifile
+        from credd.files import ini as inifile
 
         def transform(text: str) -> str:
             updater = inifile.parse_ini(text, self._path, inifile.CREDENTIALS_ERRORS)

@@ -222,7 +222,7 @@ def _duration_setting(profile: str, text: str) -> dict[str, str]:
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
-    from credd.config_edit import enable_profile
+    from credd.files.config import enable_profile
 
     settings: dict[str, str] = {}
     if args.mfa_source:
@@ -241,7 +241,7 @@ def cmd_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_disable(args: argparse.Namespace) -> int:
-    from credd.config_edit import disable_profile
+    from credd.files.config import disable_profile
 
     changed = disable_profile(args.profile)
     print(f"{args.profile}: " + ("no longer managed by credd" if changed else "was not managed"))

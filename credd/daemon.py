@@ -32,6 +32,7 @@ from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, ClockWatch, SystemClock
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import ConfigError, CreddError, SecretStoreError
+from credd.files.credentials import CredentialsFileWriter
 from credd.imds import ImdsEndpoints
 from credd.manager import Manager
 from credd.mfa import CodeLedger
@@ -47,7 +48,6 @@ from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
 from credd.sources.codes import ProfileCodes
 from credd.sso import TokenStore
-from credd.writers import CredentialsFileWriter
 
 log = logging.getLogger(__name__)
 

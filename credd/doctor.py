@@ -65,7 +65,7 @@ def check_files(
 
 def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
     """Each AWS file against credd's last-known-good copy: did it lose sections (a wipe)?"""
-    from credd import filerestore
+    from credd.files import restore as filerestore
 
     checks = []
     for name, path, errors in filerestore.aws_files(environ):
@@ -346,7 +346,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from credd.paths import socket_path
 
     if args.restore_files or args.accept_files:
-        from credd.filerestore import restore_files
+        from credd.files.restore import restore_files
 
         return restore_files(None, sys.stdout, accepting=args.accept_files)
     checks = run_checks(socket=str(socket_path(override=getattr(args, "socket", None))))

@@ -54,6 +54,7 @@ from credd.errors import (
     SecretStoreError,
     SecretStoreLocked,
 )
+from credd.files.credentials import CredentialsFileWriter, SectionWrite
 from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
 from credd.persist import Persist
@@ -61,7 +62,6 @@ from credd.planner import Node, Plan, explain, plan_for
 from credd.refresher import RefreshPolicy, Scheduler
 from credd.rwlock import SharedExclusiveLock
 from credd.sources import Source
-from credd.writers import CredentialsFileWriter, SectionWrite
 
 log = logging.getLogger(__name__)
 

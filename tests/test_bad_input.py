@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from credd.aws import config as awsconfig
-from credd.config_edit import enable_profile
 from credd.daemon import Daemon
 from credd.errors import ConfigError
+from credd.files.config import enable_profile
 from credd.manager import _parents_first
 from credd.mfa import ProcessCodes
 from credd.persist import fingerprint

@@ -9,9 +9,9 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from credd.config_edit import config_file_path, disable_profile, enable_profile
 from credd.errors import ConfigError, CredentialsFileError, ProfileNotFound
-from credd.writers import CredentialsFileWriter, SectionWrite
+from credd.files.config import config_file_path, disable_profile, enable_profile
+from credd.files.credentials import CredentialsFileWriter, SectionWrite
 from tests.fixtures.files import make_credentials
 
 CONFIG = (

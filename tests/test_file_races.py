@@ -24,9 +24,9 @@ import pytest
 
 from credd import doctor
 from credd.clock import SystemClock
-from credd.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX
+from credd.files.credentials import CredentialsFileWriter, SectionWrite
+from credd.files.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX
 from credd.testing.clock import FakeClock
-from credd.writers import CredentialsFileWriter, SectionWrite
 from tests.fixtures.files import SAMPLE_CREDENTIALS, lease_breaking, make_credentials, run_aws_v2
 from tests.test_secrets_headless import credd
 

@@ -26,12 +26,12 @@ from credd.errors import (
     SecretStoreError,
     SecretStoreLocked,
 )
+from credd.files.credentials import CredentialsFileWriter
 from credd.manager import Manager
 from credd.models import Credentials
 from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.testing.clock import FakeClock
-from credd.writers import CredentialsFileWriter
 
 HOUR = 3600
 

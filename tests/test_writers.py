@@ -18,15 +18,15 @@ import botocore.session
 import pytest
 
 from credd.errors import ConfigError, CredentialsFileError, ForeignSection
-from credd.models import Credentials
-from credd.testing.clock import FakeClock
-from credd.writers import (
+from credd.files.credentials import (
     MARKER_COMMENT,
     MAX_ATTEMPTS,
     CredentialsFileWriter,
     SectionWrite,
     credentials_file_path,
 )
+from credd.models import Credentials
+from credd.testing.clock import FakeClock
 from tests.fixtures.files import (
     REPO,
     SAMPLE_CREDENTIALS,
@@ -340,7 +340,7 @@ def test_failed_write_leaves_no_temp_file_and_original_intact() -> None:
     path = seed(original)
     code = (
         "import resource, signal, sys\n"
-        "from credd.writers import CredentialsFileWriter, SectionWrite\n"
+        "from credd.files.credentials import CredentialsFileWriter, SectionWrite\n"
         "from credd.errors import CredentialsFileError\n"
         "from tests.fixtures.files import make_credentials\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"

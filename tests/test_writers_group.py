@@ -12,8 +12,8 @@ from pathlib import Path
 
 import botocore.session
 
+from credd.files.credentials import CredentialsFileWriter, SectionWrite
 from credd.models import Credentials
-from credd.writers import CredentialsFileWriter, SectionWrite
 
 EXPIRES = datetime.now(timezone.utc) + timedelta(hours=1)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from credd.clock import UTC, Clock, SystemClock, isoformat_z
 from credd.errors import SsoCacheError
-from credd.inifile import Errors, atomic_write, exclusive_lock
+from credd.files.ini import Errors, atomic_write, exclusive_lock
 from credd.sso.settings import SsoTarget
 
 log = logging.getLogger(__name__)

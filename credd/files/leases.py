@@ -2,7 +2,7 @@
 
 credd takes a read lease (``fcntl(F_SETLEASE, F_RDLCK)``) on the read-only descriptor through
 which it reads the credentials or config file, before reading, and holds it through its rename
-and the look after it (see :mod:`credd.safewrite`). While the lease is held:
+and the look after it (see :mod:`credd.files.safewrite`). While the lease is held:
 
 - taking it fails with ``EAGAIN`` if any process has the file open for writing (a write in
   progress, whatever the file looks like): :attr:`Lease.WRITER`;

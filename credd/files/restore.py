@@ -3,7 +3,7 @@
 Each write credd makes keeps a last-known-good copy ``<file>.credd-good`` (0600) next to the
 file, and, when credd had to write over a file that was empty or had lost sections for longer
 than the settle bound, the copy from before as ``<file>.credd-saved`` (see
-:mod:`credd.safewrite`). :func:`inspect` compares the file with the saved copy (else the good
+:mod:`credd.files.safewrite`). :func:`inspect` compares the file with the saved copy (else the good
 one): a section of yours there that the file lacks is reported. :func:`restore` appends those
 sections back through the same locked, race-checked write as every other edit; :func:`accept`
 declares the file as it is now good (you removed them on purpose). Sections credd writes itself
@@ -23,7 +23,7 @@ from configupdater import Section
 
 from credd.clock import SystemClock
 from credd.errors import CreddError
-from credd.inifile import (
+from credd.files.ini import (
     CONFIG_ERRORS,
     CREDENTIALS_ERRORS,
     Errors,
@@ -34,7 +34,7 @@ from credd.inifile import (
     real_target,
     split_section,
 )
-from credd.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX, atomic_write, sidecar
+from credd.files.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX, atomic_write, sidecar
 
 OWNER_KEY = "credd_managed_by"
 
@@ -147,8 +147,8 @@ def describe(finding: Finding, what: str) -> tuple[bool, str]:
 
 def aws_files(environ: Mapping[str, str] | None) -> list[tuple[str, Path, Errors]]:
     """(doctor check name, path, errors) of the credentials file and the config file."""
-    from credd.config_edit import config_file_path
-    from credd.writers import credentials_file_path
+    from credd.files.config import config_file_path
+    from credd.files.credentials import credentials_file_path
 
     return [
         ("credentials-file", credentials_file_path(environ), CREDENTIALS_ERRORS),

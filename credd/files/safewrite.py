@@ -5,7 +5,7 @@ The AWS CLI (``aws configure set``), editors and scripts rewrite ``~/.aws/creden
 it (``open(path, "w")``). :func:`commit` makes credd's rename-based write safe against them:
 
 1. it reads the file through a descriptor it keeps open (so it can look at *that* inode later)
-   and holds a read lease on it (:mod:`credd.leases`): while the lease is held, any process
+   and holds a read lease on it (:mod:`credd.files.leases`): while the lease is held, any process
    that opens the inode for writing blocks in its ``open`` and credd sees the lease broken;
 2. a file another process has open for writing (the lease cannot be taken) is a write in
    progress: credd waits for it to be closed, bounded by ``writer_seconds``; a file that is
@@ -42,8 +42,8 @@ from pathlib import Path
 
 from credd.clock import Clock
 from credd.errors import CreddError
-from credd.leases import Lease, broken, release, take, wait_closed
-from credd.sidefiles import (
+from credd.files.leases import Lease, broken, release, take, wait_closed
+from credd.files.sidefiles import (
     GOOD_SUFFIX,
     SAVED_SUFFIX,
     TMP_SUFFIX,

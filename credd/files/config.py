@@ -3,7 +3,7 @@
 Only the lines that change are touched: a key already present keeps its place (and its
 ``key = `` spelling), new keys go right after the section's last key (before the blank lines and
 comments that lead into the next section), a new section is appended after one blank line.
-Same discipline as the credentials writer (:mod:`credd.inifile`): sidecar lock, temp file,
+Same discipline as the credentials writer (:mod:`credd.files.ini`): sidecar lock, temp file,
 fsync, atomic rename, symlinks written through. An existing file keeps its mode; a new one is 0600.
 """
 
@@ -20,7 +20,8 @@ from configupdater import ConfigUpdater, Option, Section
 from credd.aws import config as awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import ConfigError, ProfileNotFound
-from credd.inifile import (
+from credd.files.credentials import KEY_OWNER, credentials_file_path
+from credd.files.ini import (
     CONFIG_ERRORS,
     CREDENTIALS_ERRORS,
     append_block,
@@ -36,7 +37,6 @@ from credd.inifile import (
     reassemble,
     split_section,
 )
-from credd.writers import KEY_OWNER, credentials_file_path
 
 log = logging.getLogger(__name__)
 

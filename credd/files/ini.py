@@ -1,8 +1,9 @@
-"""Safe edits of the AWS INI files, shared by :mod:`credd.writers` and :mod:`credd.config_edit`.
+"""Safe edits of the AWS INI files, shared by :mod:`credd.files.credentials` and
+:mod:`credd.files.config`.
 
 - an exclusive ``flock`` on a sidecar ``<file>.credd-lock`` next to the real file (a rename of
   the file does not defeat it), with a bounded wait on an injected clock;
-- the commit protocol of :mod:`credd.safewrite` against writers that do not lock (the AWS CLI,
+- the commit protocol of :mod:`credd.files.safewrite` against writers that do not lock (the AWS CLI,
   editors): temp file written and fsynced first, identity re-checked right before the rename and
   the replaced inode checked right after it, a bounded wait when the file looks like a
   truncate-then-write in progress, a last-known-good copy, stale temp files removed; a
@@ -30,8 +31,8 @@ from configupdater.block import Block
 
 from credd.clock import Clock
 from credd.errors import ConfigError, CreddError, CredentialsFileError
-from credd.safewrite import SETTLE_SECONDS, Committer, Settle
-from credd.sidefiles import atomic_write as atomic_write  # used by credd.sso.cache
+from credd.files.safewrite import SETTLE_SECONDS, Committer, Settle
+from credd.files.sidefiles import atomic_write as atomic_write  # used by credd.sso.cache
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ def locked_update(
 
     Returns whether the file was written. New files are 0600; an existing file keeps its mode
     when ``keep_mode``, else becomes 0600. The commit protocol against writers that do not lock
-    is :class:`credd.safewrite.Committer`. Raises ``errors.cls`` when the file kept changing
+    is :class:`credd.files.safewrite.Committer`. Raises ``errors.cls`` when the file kept changing
     under us ``attempts`` times.
     """
     target = real_target(path)

@@ -31,7 +31,7 @@ from configupdater import ConfigUpdater, Option, Section
 
 from credd.clock import Clock, SystemClock, isoformat_z, parse_iso
 from credd.errors import ConfigError, ForeignSection
-from credd.inifile import (
+from credd.files.ini import (
     CREDENTIALS_ERRORS,
     append_block,
     check_name,
