@@ -201,7 +201,7 @@ def _mfa_session(
 
 def build_rotator(args: argparse.Namespace, clock: Clock) -> tuple[Rotator, IamCredentials]:
     from credd.aws.clients import ClientFactory
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     store = SecretStore()
     holder = key_holder(args.profile, store, clock)
@@ -256,7 +256,7 @@ def _mask(key_id: str | None) -> str | None:
 
 def _rotate_due(args: argparse.Namespace, clock: Clock) -> int:
     """Every credd profile whose ``credd_key_max_age`` has passed (for a timer or cron)."""
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     failed = 0
     for name, age, max_age in key_ages(SecretStore(), clock):
@@ -301,7 +301,7 @@ def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, time
 def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
     """For ``credd status``: each IAM user's stored key age (best effort: ``[]`` when the secret
     store or the files cannot be read)."""
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     try:
         ages = key_ages(SecretStore(allow_prompt=False, passphrase_prompt=False), SystemClock())

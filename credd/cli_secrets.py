@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from credd.errors import ConfigError, CreddError, ProfileNotFound, UsageError
 from credd.models import mask_key_id
-from credd.secrets import SecretStore, validate_access_key_id, validate_long_term_keys
+from credd.secrets.store import SecretStore, validate_access_key_id, validate_long_term_keys
 
 MAX_STDIN = 64 * 1024
 

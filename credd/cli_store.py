@@ -2,7 +2,7 @@
 
 The choice is explicit: ``init`` creates the store and records it in
 ``$XDG_CONFIG_HOME/credd/secret-store``; ``CREDD_SECRET_STORE`` overrides that record. See
-:mod:`credd.filestore` and docs/secrets.md.
+:mod:`credd.secrets.files` and docs/secrets.md.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from credd import filestore
 from credd.errors import UsageError
+from credd.secrets import files as filestore
 
 MIN_PASSPHRASE = 8
 

@@ -132,7 +132,7 @@ def console_credentials(
 def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: Any) -> Credentials:
     from credd.aws.errors import translate
     from credd.profilecreds import long_term_keys
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
     from credd.sources.session_token import from_sts
 
     keys = long_term_keys(SecretStore(), name, raw)

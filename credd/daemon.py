@@ -41,7 +41,7 @@ from credd.persist import Persist
 from credd.planner import Node
 from credd.refresher import ApsScheduler, RefreshPolicy
 from credd.sdnotify import Notifier, listen_fds, watchdog_interval
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse
 from credd.server.unix import UnixServer

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from credd.aws import config as awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import CreddError, SecretMissing
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MAX_SKEW_SECONDS = 30  # TOTP steps are 30 s; SigV4 itself allows 5 minutes
@@ -86,7 +86,7 @@ def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
 
 
 def check_store(store: SecretStore) -> Check:
-    from credd import filestore
+    from credd.secrets import files as filestore
 
     try:
         kind, source = filestore.selected()

@@ -1,8 +1,8 @@
 """Sessions that survive restarts: plan-node credentials saved in the secret store.
 
 After every successful refresh the manager hands the node's credentials to :class:`Persist`,
-which keeps them in the secret store (:class:`credd.secrets.SecretStore`, i.e. the keyring, never
-a plain file) under the node's key: ``session:<node key>``, e.g. ``session:session:work`` or
+which keeps them in the secret store (:class:`credd.secrets.store.SecretStore`, i.e. the keyring,
+never a plain file) under the node's key: ``session:<node key>``, e.g. ``session:session:work`` or
 ``session:role:admin``. At start each node's saved value is read back; a value that is still
 servable becomes the node's credentials, so a restart (even after ``kill -9``) asks nobody for a
 code and calls STS only when a refresh is due.
@@ -59,7 +59,7 @@ Servable = Callable[[Credentials, datetime], bool]
 
 
 class SessionStore(Protocol):
-    """The part of :class:`credd.secrets.SecretStore` persistence uses."""
+    """The part of :class:`credd.secrets.store.SecretStore` persistence uses."""
 
     def get_session(self, session_id: str) -> dict[str, Any] | None: ...
 

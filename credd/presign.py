@@ -222,7 +222,7 @@ def cmd_presign(
     from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
     from credd.client import Client
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     out, err, clock = out or sys.stdout, err or sys.stderr, clock or SystemClock()
     seconds = parse_lifetime(args.expires)

@@ -370,7 +370,7 @@ def test_subprocess_keys_and_totp_from_stdin(keyring_env: KeyringEnv) -> None:
         assert proc.returncode == 0, proc.stderr
         for secret in SECRETS:
             assert secret not in proc.stdout + proc.stderr
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     creds = SecretStore().get_long_term_keys("work")  # the default service, "credd"
     assert creds is not None and creds.secret_access_key == SECRET
@@ -456,7 +456,7 @@ def test_real_terminal_prompts_echo_the_key_id_but_not_the_secrets(
     code, screen = _in_pty(["totp", "set", "work"], env, [(b"(not shown): ", SEED.encode())])
     assert code == 0, screen
     assert SEED.encode() not in screen
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     creds = SecretStore().get_long_term_keys("work")
     assert creds is not None and creds.secret_access_key == SECRET

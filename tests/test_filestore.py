@@ -1,4 +1,4 @@
-"""The file secret stores (credd.filestore) on real files, through SecretStore."""
+"""The file secret stores (credd.secrets.files) on real files, through SecretStore."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import keyring.backend
 import pytest
 
-from credd import filestore
 from credd.errors import SecretStoreError, SecretStoreLocked, UsageError
-from credd.secrets import SecretStore
+from credd.secrets import files as filestore
+from credd.secrets.store import SecretStore
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 KEY_ID = "AKIAFILESTORETEST001"
@@ -64,7 +64,7 @@ def test_encrypted_store_round_trip_through_secret_store(
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credential_dir(tmp_path, PASSPHRASE)))
     store = SecretStore(allow_prompt=False)
     store.check()
-    assert store.backend_name() == "credd.filestore.EncryptedFileKeyring"
+    assert store.backend_name() == "credd.secrets.files.EncryptedFileKeyring"
     store.set_long_term_keys("work", KEY_ID, SECRET)
     store.set_totp_seed("work", SEED.lower())
     # another process-like instance sees what this one wrote (the file is reread every call)
@@ -155,7 +155,7 @@ def test_plaintext_store_warns_and_is_private(
     path = filestore.store_path(filestore.PLAINTEXT)
     filestore.PlaintextFileKeyring(path).create()
     monkeypatch.setenv("CREDD_SECRET_STORE", "plaintext-file")
-    with caplog.at_level(logging.WARNING, logger="credd.filestore"):
+    with caplog.at_level(logging.WARNING, logger="credd.secrets.files"):
         store = SecretStore()
         store.set_long_term_keys("w", KEY_ID, SECRET)
     assert "UNENCRYPTED" in caplog.text and str(path) in caplog.text

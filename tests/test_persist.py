@@ -24,7 +24,7 @@ from credd.models import Credentials
 from credd.persist import INDEX, Persist, fingerprint
 from credd.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 from credd.testing.clock import FakeClock
 
 pytestmark = pytest.mark.integration  # the real Secret Service

@@ -1,4 +1,4 @@
-"""credd.secrets against a real gnome-keyring Secret Service (tests/fixtures/keyring.py)."""
+"""credd.secrets.store against a real gnome-keyring Secret Service (tests/fixtures/keyring.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pyotp
 import pytest
 
 from credd.errors import SecretStoreError, SecretStoreLocked, UsageError
-from credd.secrets import SecretStore, normalise_totp_seed
+from credd.secrets.store import SecretStore, normalise_totp_seed
 from tests.fixtures.keyring import KeyringEnv, SecretService, private_bus, secret_service_backend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,7 +282,7 @@ def test_unanswering_secret_service_times_out(
 PROBE = """
 import json
 from credd.errors import CreddError
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 store = SecretStore(timeout=10)
 out = {}
 try:
@@ -408,7 +408,7 @@ def test_nothing_secret_in_logs_or_reprs(
 
 def test_imports_are_cheap_and_constructor_validates() -> None:
     code = (
-        "import sys, credd.secrets, credd.cli_secrets; credd.secrets.SecretStore(); "
+        "import sys, credd.secrets.store, credd.cli_secrets; credd.secrets.store.SecretStore(); "
         "print(sorted({'keyring', 'secretstorage', 'jeepney', 'pyotp', 'botocore', 'boto3'}"
         " & {m.split('.')[0] for m in sys.modules}))"
     )

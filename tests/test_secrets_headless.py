@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from credd import filestore
 from credd.client import Client
 from credd.errors import CreddError
+from credd.secrets import files as filestore
 from tests.fixtures.daemon import Daemon, DaemonFactory, remember
 
 pytestmark = pytest.mark.integration

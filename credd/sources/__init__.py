@@ -15,7 +15,7 @@ from credd.clock import Clock
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.planner import Node
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 
 if TYPE_CHECKING:
     from credd.sso import TokenStore

@@ -16,7 +16,7 @@ from credd.errors import UsageError
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.planner import Node
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice
 from credd.sources.mfa_call import send_code

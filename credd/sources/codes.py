@@ -10,7 +10,7 @@ from credd.aws.config import ManagedProfile
 from credd.clock import Clock
 from credd.errors import SecretMissing
 from credd.mfa import CodeSource, PersonCodes, ProcessCodes, TotpCodes
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 
 
 class ProfileCodes:

@@ -13,7 +13,7 @@ from credd.aws.config import ManagedProfile
 from credd.aws.errors import translate
 from credd.errors import ConfigError, CreddError, SecretMissing, SecretStoreError
 from credd.models import Credentials
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from credd.errors import (
 )
 from credd.models import Credentials
 from credd.planner import Node
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 from credd.sources.web_identity import read_token
 
 log = logging.getLogger(__name__)

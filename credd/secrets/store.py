@@ -1,7 +1,7 @@
 """The secret store: long-term keys, TOTP seeds and saved sessions in the OS keyring.
 
 This is the only module in credd that imports :mod:`keyring` (lazily, so ``import
-credd.secrets`` stays cheap). Every entry lives under one keyring *service* (``"credd"``) with
+credd.secrets.store`` stays cheap). Every entry lives under one keyring *service* (``"credd"``) with
 a *username* naming what it holds:
 
 ==============================  ====================================================
@@ -17,7 +17,7 @@ keyring that waits for a person (an unlock prompt nobody answers) or a D-Bus pee
 replies cannot hang credd. An abandoned call keeps running in its (daemon) thread; while it does,
 further calls fail fast instead of piling up threads. Any keyring backend object can be passed
 in; ``CREDD_SECRET_STORE=encrypted-file|plaintext-file`` swaps the OS keyring for one of the
-file stores of :mod:`credd.filestore`, chosen explicitly and never as a fallback.
+file stores of :mod:`credd.secrets.files`, chosen explicitly and never as a fallback.
 
 Secrets never appear in exceptions, log lines or reprs.
 """
@@ -232,7 +232,7 @@ class SecretStore:
 
     ``backend`` defaults to what ``PYTHON_KEYRING_BACKEND``, the keyringrc file or keyring's
     own detection picks, unless ``CREDD_SECRET_STORE`` (or the choice recorded by ``credd
-    secret-store``) names a file store (:mod:`credd.filestore`): that one is opened and
+    secret-store``) names a file store (:mod:`credd.secrets.files`): that one is opened and
     unlocked on first use, in the calling thread. ``passphrase_prompt`` (default:
     ``allow_prompt``) lets that unlock ask at the terminal when standard input is one.
     With ``allow_prompt=False`` a locked Secret Service collection is
@@ -327,7 +327,7 @@ class SecretStore:
                 return
             if self._open_error is not None:
                 raise self._open_error
-            from credd import filestore
+            from credd.secrets import files as filestore
 
             try:
                 kind, _source = filestore.selected(self._environ)

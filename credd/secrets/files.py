@@ -2,7 +2,7 @@
 
 ``CREDD_SECRET_STORE`` (else the one word in ``$XDG_CONFIG_HOME/credd/secret-store``, written
 by ``credd store init``/``use``; else ``keyring``) picks where
-:class:`credd.secrets.SecretStore` keeps its entries:
+:class:`credd.secrets.store.SecretStore` keeps its entries:
 
 ``keyring``         the OS keyring through python-keyring (the default)
 ``encrypted-file``  ``$XDG_DATA_HOME/credd/secrets.enc``: AES-256-GCM, key from the passphrase

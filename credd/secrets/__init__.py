@@ -1,0 +1,1 @@
+"""Where secrets live: the keyring store and file stores; no module outside imports keyring."""
