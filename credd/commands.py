@@ -38,7 +38,7 @@ def _profile_arg(args: argparse.Namespace) -> str:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from credd.daemon import run
+    from credd.daemon.main import run
     from credd.endpoint import EndpointSettings
     from credd.paths import socket_path
 
@@ -47,7 +47,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     endpoint = EndpointSettings.resolve(port=args.endpoint_port, disabled=args.no_endpoint)
     socket = socket_path(override=args.socket)
     if args.detach:
-        from credd.detach import start_detached
+        from credd.daemon.detach import start_detached
 
         return start_detached(
             socket, lambda: run(socket, log_level=args.log_level, endpoint=endpoint)
@@ -366,10 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.cli_login import register as register_login
 
     register_login(sub)
-    from credd.service import register as register_service
+    from credd.daemon.units import register as register_service
 
     register_service(sub)
-    from credd.detach import register as register_stop
+    from credd.daemon.detach import register as register_stop
 
     register_stop(sub)
     from credd.cli_store import register as register_store

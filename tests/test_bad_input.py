@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from credd.aws import config as awsconfig
-from credd.daemon import Daemon
+from credd.daemon.main import Daemon
 from credd.errors import ConfigError
 from credd.files.config import enable_profile
 from credd.manager import _parents_first

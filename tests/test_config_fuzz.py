@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from credd.aws import config as awsconfig
 from credd.client import Client
-from credd.daemon import Daemon
+from credd.daemon.main import Daemon
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.keyring import KeyringEnv
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from credd.aws import config as awsconfig
-from credd.daemon import Daemon
+from credd.daemon.main import Daemon
 from credd.endpoint import EndpointSettings
 
 

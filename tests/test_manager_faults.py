@@ -359,7 +359,7 @@ def test_failures_log_their_traceback_at_debug(
 
 
 def test_tracebacks_in_the_log_are_masked_too() -> None:
-    from credd.daemon import RedactingFilter
+    from credd.daemon.main import RedactingFilter
 
     secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYxx"
     try:

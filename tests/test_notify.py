@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from credd.daemon.desktop import BUS_NAME, Notifier, needs_of
 from credd.models import ProfileStatus
-from credd.notify import BUS_NAME, Notifier, needs_of
 from credd.testing.clock import FakeClock
 from tests.fixtures.keyring import connect, name_has_owner
 
@@ -263,7 +263,7 @@ def test_renotify_interval_replaces_the_shown_notification(
 def test_no_service_is_silently_off_then_found_when_it_appears(
     bus: Bus, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="credd.notify")
+    caplog.set_level(logging.DEBUG, logger="credd.daemon.desktop")
     clock = FakeClock(START)
     note = notifier(bus, clock)
     for _ in range(4):
@@ -287,7 +287,7 @@ def test_no_service_is_silently_off_then_found_when_it_appears(
 
 
 def test_no_session_bus_at_all(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="credd.notify")
+    caplog.set_level(logging.DEBUG, logger="credd.daemon.desktop")
     clock = FakeClock(START)
     for environ in (
         {"XDG_RUNTIME_DIR": str(tmp_path)},  # no $XDG_RUNTIME_DIR/bus either
@@ -319,7 +319,7 @@ def test_xdg_runtime_bus_is_used_without_the_variable(tmp_path: Path) -> None:
 def test_a_server_that_goes_away_turns_notifications_off(
     bus: Bus, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="credd.notify")
+    caplog.set_level(logging.DEBUG, logger="credd.daemon.desktop")
     clock = FakeClock(START)
     note = notifier(bus, clock)
     server = NotificationService(bus.address)

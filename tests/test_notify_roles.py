@@ -13,7 +13,7 @@ import pyotp
 import pytest
 
 from credd.clock import UTC
-from credd.notify import Notifier
+from credd.daemon.desktop import Notifier
 from tests.fixtures.sandbox import SandboxHandle
 from tests.test_notify import Bus, NotificationService, bare_bus
 from tests.test_roles import SandboxClock, calls, in_process_manager, setup_roles

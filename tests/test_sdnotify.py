@@ -1,4 +1,4 @@
-"""credd.sdnotify against real datagram sockets, and the STATUS= summary."""
+"""credd.daemon.systemd against real datagram sockets, and the STATUS= summary."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from credd.daemon import summary
+from credd.daemon.main import summary
+from credd.daemon.systemd import Notifier, listen_fds, watchdog_interval
 from credd.models import ProfileStatus
-from credd.sdnotify import Notifier, listen_fds, watchdog_interval
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from credd import service
+from credd.daemon import units as service
 from credd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def credd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 # the same register() into build_parser()).
 REGISTER = """
 import argparse
-from credd import service
+from credd.daemon import units as service
 from credd.errors import CreddError
 p = argparse.ArgumentParser(prog="credd")
 service.register(p.add_subparsers(dest="command", required=True))

@@ -14,11 +14,11 @@ import pyotp
 import pytest
 
 from credd.client import Client
-from credd.daemon import Daemon
-from credd.detach import log_file, pid_file
+from credd.daemon.detach import log_file, pid_file
+from credd.daemon.main import Daemon
+from credd.daemon.systemd import Notifier
 from credd.endpoint import EndpointSettings
 from credd.errors import DaemonUnavailable
-from credd.sdnotify import Notifier
 from tests.fixtures.daemon import DaemonFactory, remember
 
 pytestmark = pytest.mark.integration
@@ -192,8 +192,8 @@ def tempfile_dir() -> str:
 DETACH = """
 import sys
 from pathlib import Path
-from credd.daemon import run
-from credd.detach import start_detached
+from credd.daemon.main import run
+from credd.daemon.detach import start_detached
 from credd.endpoint import EndpointSettings
 sock = Path(sys.argv[1])
 from credd.errors import CreddError
@@ -207,7 +207,7 @@ except CreddError as exc:  # as credd.commands.run reports it
 STOP = """
 import sys
 from pathlib import Path
-from credd.detach import stop
+from credd.daemon.detach import stop
 from credd.errors import CreddError
 try:
     sys.exit(stop(Path(sys.argv[1])))

@@ -4,7 +4,7 @@
 (stops accepting, finishes in-flight requests, stops the scheduler). SIGHUP rereads the AWS
 config without dropping sessions of unchanged profiles.
 
-Under systemd (docs/service.md) it speaks the service protocol through :mod:`credd.sdnotify`:
+Under systemd (docs/service.md) it speaks the service protocol through :mod:`credd.daemon.systemd`:
 ``READY=1`` once the socket serves, ``STATUS=`` a one-line summary whenever it changes,
 ``WATCHDOG=1`` from the serve loop only while the socket answers and the scheduler runs,
 ``RELOADING=1`` / ``READY=1`` around a SIGHUP reload, ``STOPPING=1``; and it serves a socket
@@ -26,10 +26,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from credd import notify
 from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, ClockWatch, SystemClock
+from credd.daemon import desktop as notify
+from credd.daemon.systemd import Notifier, listen_fds, watchdog_interval
 from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.files.credentials import CredentialsFileWriter
@@ -40,7 +41,6 @@ from credd.models import Credentials, ProfileStatus
 from credd.persist import Persist
 from credd.planner import Node
 from credd.refresher import ApsScheduler, RefreshPolicy
-from credd.sdnotify import Notifier, listen_fds, watchdog_interval
 from credd.secrets.store import SecretStore
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse

@@ -1,0 +1,1 @@
+"""The long-running process: main loop, systemd units and notify, desktop notices, detaching."""
