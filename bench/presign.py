@@ -14,7 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from credd.presign import presign_all
+from credd.actions.presign import presign_all
 
 
 def client() -> Any:

@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from credd.clock import SystemClock
-from credd.endpoint import ensure_token
 from credd.models import Credentials
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer
+from credd.server.endpoint import ensure_token
 from credd.server.unix import Limits, UnixServer
 from credd.testing.memory import MemoryBackend
 

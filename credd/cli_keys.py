@@ -1,4 +1,5 @@
-"""``credd keys rotate`` (and ``--due``): the CLI side of :mod:`credd.rotation` (docs/keys.md).
+"""``credd keys rotate`` (and ``--due``): the CLI side of :mod:`credd.actions.rotation`
+(docs/keys.md).
 
 Where the keys live decides how the new pair is stored: the secret store (one atomic entry), or
 the credentials file section they came from (rewritten in place under credd's lock, temp file +
@@ -18,10 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from credd.actions.rotation import Iam, Outcome, Rotator, key_created
 from credd.clock import Clock, SystemClock
 from credd.errors import AwsAccessDenied, CreddError, SecretMissing, UsageError
 from credd.models import Credentials, mask_key_id
-from credd.rotation import Iam, Outcome, Rotator, key_created
 
 log = logging.getLogger(__name__)
 

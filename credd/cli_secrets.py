@@ -150,8 +150,8 @@ def _keys_set(args: argparse.Namespace, io: Io) -> int:
 
 def _remember_stored(store: SecretStore, profile: str, key_id: str) -> None:
     """The key's age for ``status``/``doctor`` (docs/keys.md); best effort."""
+    from credd.actions.rotation import remember_key_age
     from credd.clock import SystemClock
-    from credd.rotation import remember_key_age
 
     with contextlib.suppress(CreddError):
         remember_key_age(store, profile, key_id, SystemClock().now())

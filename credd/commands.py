@@ -39,8 +39,8 @@ def _profile_arg(args: argparse.Namespace) -> str:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from credd.daemon.main import run
-    from credd.endpoint import EndpointSettings
     from credd.paths import socket_path
+    from credd.server.endpoint import EndpointSettings
 
     if args.passphrase_fd is not None:  # the encrypted secret store's passphrase, read once
         os.environ["CREDD_PASSPHRASE_FD"] = str(args.passphrase_fd)
@@ -378,19 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.cli_forget import register as register_forget
 
     register_forget(sub)
-    from credd.relay import register as register_relay
+    from credd.server.relay import register as register_relay
 
     register_relay(sub)
     from credd.doctor import register as register_doctor
 
     register_doctor(sub)
-    from credd.presign import register as register_presign
+    from credd.actions.presign import register as register_presign
 
     register_presign(sub)
     from credd.cli_vault import register as register_vault
 
     register_vault(sub)
-    from credd.console import register as register_console
+    from credd.actions.console import register as register_console
 
     register_console(sub)
 

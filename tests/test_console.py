@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from credd.console import destination
+from credd.actions.console import destination
 from tests.fixtures.daemon import DaemonFactory, remember
 from tests.fixtures.sandbox import SandboxHandle
 
@@ -101,7 +101,7 @@ def test_console_end_to_end(daemons: DaemonFactory) -> None:
 
 
 def test_the_federation_url_must_be_https_or_loopback() -> None:
-    from credd.console import federation_url
+    from credd.actions.console import federation_url
     from credd.errors import ConfigError
 
     assert federation_url({}) == "https://signin.aws.amazon.com/federation"

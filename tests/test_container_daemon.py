@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from credd.client import Client
-from credd.endpoint import default_port
+from credd.server.endpoint import default_port
 from tests.fixtures.daemon import Daemon, DaemonFactory, remember
 from tests.test_daemon import AWS_V2, FOREIGN, mfa_user, profile_block
 

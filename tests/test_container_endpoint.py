@@ -17,9 +17,9 @@ import pytest
 from botocore.credentials import ContainerProvider
 from botocore.exceptions import CredentialRetrievalError
 
-from credd.endpoint import PATH_PREFIX, EndpointSettings, default_port, ensure_token
 from credd.errors import ConfigError, UsageError
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse, tcp_owner
+from credd.server.endpoint import PATH_PREFIX, EndpointSettings, default_port, ensure_token
 from credd.server.peeruid import TcpOwner
 from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import SECRET, TOKEN, RawResponse, demo_credentials, read_response

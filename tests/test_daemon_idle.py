@@ -10,7 +10,7 @@ from typing import Any
 
 from credd.aws import config as awsconfig
 from credd.daemon.main import Daemon
-from credd.endpoint import EndpointSettings
+from credd.server.endpoint import EndpointSettings
 
 
 def build_daemon(tmp_path: Path, profiles: int) -> Daemon:

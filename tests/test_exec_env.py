@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from credd.endpoint import ensure_token
-from credd.imds import ImdsEndpoints
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer
+from credd.server.endpoint import ensure_token
+from credd.server.imds_endpoints import ImdsEndpoints
 from credd.server.unix import UnixServer
 from credd.testing.clock import FakeClock
 from credd.testing.memory import MemoryBackend

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from credd.endpoint import PATH_PREFIX
 from credd.server.api import Api
 from credd.server.base import HttpServer
 from credd.server.container import ContainerApi, LoopbackServer
+from credd.server.endpoint import PATH_PREFIX
 from credd.server.unix import UnixServer
 from credd.testing.clock import FakeClock
 from credd.testing.memory import MemoryBackend

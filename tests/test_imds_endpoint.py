@@ -17,8 +17,8 @@ from botocore.credentials import InstanceMetadataProvider
 from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
 
 from credd.errors import ConfigError, NeedsMfa
-from credd.imds import ImdsWish, wish_of
 from credd.server.imds import ImdsApi, ImdsServer
+from credd.server.imds_endpoints import ImdsWish, wish_of
 from credd.testing.clock import FakeClock
 from credd.testing.memory import MemoryBackend
 from tests.fixtures.transport import SECRET, TOKEN, RawResponse, demo_credentials, read_response

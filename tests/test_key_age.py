@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from credd.actions.rotation import Iam, RotationError, Rotator, remember_key_age
 from credd.cli_keys import StoreKeys, key_ages
 from credd.doctor import WARN, check_key_ages
 from credd.models import Credentials
-from credd.rotation import Iam, RotationError, Rotator, remember_key_age
 from credd.testing.clock import FakeClock
 from tests.fixtures.daemon import remember
 from tests.fixtures.sandbox import SandboxHandle

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from credd.actions.presign import LifetimeUnavailable, Signer, parse_lifetime, read_targets
 from credd.clock import isoformat_z
 from credd.errors import UsageError
 from credd.models import Credentials
-from credd.presign import LifetimeUnavailable, Signer, parse_lifetime, read_targets
 from credd.testing.clock import FakeClock
 from tests.fixtures.daemon import DaemonFactory, remember
 from tests.fixtures.sandbox import unique_name
@@ -143,8 +143,8 @@ class _Store:
 
 
 def test_the_signer_follows_the_profile() -> None:
+    from credd.actions.presign import choose_signer
     from credd.errors import ConfigError
-    from credd.presign import choose_signer
 
     clock = FakeClock()
     session = Credentials("ASIAEXAMPLE0000000000", "s" * 40, "t", clock.now() + timedelta(hours=1))

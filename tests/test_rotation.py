@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from credd.rotation import STEPS
+from credd.actions.rotation import STEPS
 from tests.fixtures.daemon import DaemonFactory, assert_no_secret, remember
 from tests.fixtures.sandbox import SandboxHandle
 
@@ -151,7 +151,7 @@ def test_keys_in_the_credentials_file_are_rewritten_in_place(daemons: DaemonFact
 def test_due_rotates_only_keys_past_their_max_age(daemons: DaemonFactory) -> None:
     from datetime import datetime, timedelta, timezone
 
-    from credd.rotation import remember_key_age
+    from credd.actions.rotation import remember_key_age
 
     sandbox = daemons.sandbox
     old, young = sandbox.new_user("due"), sandbox.new_user("young")

@@ -17,8 +17,8 @@ from credd.client import Client
 from credd.daemon.detach import log_file, pid_file
 from credd.daemon.main import Daemon
 from credd.daemon.systemd import Notifier
-from credd.endpoint import EndpointSettings
 from credd.errors import DaemonUnavailable
+from credd.server.endpoint import EndpointSettings
 from tests.fixtures.daemon import DaemonFactory, remember
 
 pytestmark = pytest.mark.integration
@@ -194,7 +194,7 @@ import sys
 from pathlib import Path
 from credd.daemon.main import run
 from credd.daemon.detach import start_detached
-from credd.endpoint import EndpointSettings
+from credd.server.endpoint import EndpointSettings
 sock = Path(sys.argv[1])
 from credd.errors import CreddError
 try:

@@ -31,10 +31,8 @@ from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, ClockWatch, SystemClock
 from credd.daemon import desktop as notify
 from credd.daemon.systemd import Notifier, listen_fds, watchdog_interval
-from credd.endpoint import EndpointSettings, ensure_token, token_path
 from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.files.credentials import CredentialsFileWriter
-from credd.imds import ImdsEndpoints
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials, ProfileStatus
@@ -44,6 +42,8 @@ from credd.refresher import ApsScheduler, RefreshPolicy
 from credd.secrets.store import SecretStore
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse
+from credd.server.endpoint import EndpointSettings, ensure_token, token_path
+from credd.server.imds_endpoints import ImdsEndpoints
 from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
 from credd.sources.codes import ProfileCodes

@@ -38,7 +38,8 @@ _CREDENTIALS_ROUTE = "/v1/credentials/{profile}"
 
 
 class ImdsControl(Protocol):
-    """Starts (or reuses) a profile's IMDS endpoint: :class:`credd.imds.ImdsEndpoints`."""
+    """Starts (or reuses) a profile's IMDS endpoint:
+    :class:`credd.server.imds_endpoints.ImdsEndpoints`."""
 
     def open(self, profile: str, *, lease_pid: int | None = None) -> dict[str, Any]: ...
 

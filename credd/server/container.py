@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from credd import lifetime
-from credd.endpoint import HOST, PATH_PREFIX
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
 from credd.server.backend import Backend
+from credd.server.endpoint import HOST, PATH_PREFIX
 from credd.server.http import Request, Response, decode_profile, log_internal_error
 from credd.server.limits import Limits
 from credd.server.loopback import LoopbackServer as _Loopback

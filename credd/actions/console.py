@@ -107,7 +107,7 @@ def console_credentials(
     name: str, *, config: Any, daemon_credentials: Any, clients: Any
 ) -> tuple[Credentials, bool]:
     """Session credentials the federation endpoint accepts, and whether they are a role's."""
-    from credd.profilecreds import is_role_or_sso, served_profile
+    from credd.actions.profilecreds import is_role_or_sso, served_profile
 
     raw = config.require_profile(name)
     served = served_profile(config, name, raw)
@@ -130,8 +130,8 @@ def console_credentials(
 
 
 def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: Any) -> Credentials:
+    from credd.actions.profilecreds import long_term_keys
     from credd.aws.errors import translate
-    from credd.profilecreds import long_term_keys
     from credd.secrets.store import SecretStore
     from credd.sources.session_token import from_sts
 

@@ -197,7 +197,7 @@ def build_plan(
     CLI 2.9 reads nothing else), the token is stable across daemon restarts, and setting the
     ``_FILE`` variable too makes the JavaScript SDK v3 warn on every fetch.
     """
-    from credd.endpoint import profile_url, read_token
+    from credd.server.endpoint import profile_url, read_token
 
     require_managed(profile, status)
     base, token_file = endpoint_of(status)

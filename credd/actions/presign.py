@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from credd.actions.profilecreds import is_role_or_sso, is_sso, long_term_keys, served_profile
 from credd.clock import UTC, Clock, SystemClock, isoformat_z
 from credd.errors import AwsError, ConfigError, UsageError
 from credd.models import Credentials
-from credd.profilecreds import is_role_or_sso, is_sso, long_term_keys, served_profile
 
 log = logging.getLogger(__name__)
 

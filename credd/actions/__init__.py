@@ -1,0 +1,1 @@
+"""One-shot operations a command asks for: key rotation, presigned URLs, console sign-in."""
