@@ -66,7 +66,7 @@ class Demo:
             "AWS_SHARED_CREDENTIALS_FILE": str(self.aws / "credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             "CREDD_SOCKET": str(self.socket),
-            "CREDD_SANDBOX_MIN_SESSION": "60",
+            "CREDD_MIN_SESSION_SECONDS": "60",
             "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
             "XDG_DATA_HOME": str(home / ".local" / "share"),
         }
@@ -88,7 +88,7 @@ class Demo:
         keyring.stdin.close()
         self.procs.append(("gnome-keyring", keyring))
         os.environ.update(self.env)
-        from credd.secrets import SecretStore
+        from credd.secrets.store import SecretStore
 
         for _ in range(100):
             try:
@@ -112,7 +112,7 @@ class Demo:
         return sandbox.endpoint
 
     def configure(self, endpoint: str) -> None:
-        from credd.secrets import SecretStore
+        from credd.secrets.store import SecretStore
         from credd_sandbox import AdminClient
 
         admin = AdminClient(endpoint)

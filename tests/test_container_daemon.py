@@ -163,7 +163,7 @@ def test_a_long_running_boto3_program_keeps_working_across_a_refresh(
     daemons.sandbox.admin.set_min_duration(60)
     mfa_user(daemons, "short")
     daemons.write_config(profile_block("short", "credd_session_duration = 60"))
-    d = daemons.start(CREDD_SANDBOX_MIN_SESSION="60")
+    d = daemons.start(CREDD_MIN_SESSION_SECONDS="60")
     d.wait_state("short", "fresh")
     env = container_env(d, "short")
     done = subprocess.run(

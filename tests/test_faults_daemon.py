@@ -63,7 +63,7 @@ def test_after_a_resume_from_suspend_fresh_credentials_are_served_at_once(
         FAKETIME_TIMESTAMP_FILE=str(control),
         FAKETIME_CACHE_DURATION="1",  # reread the file every second
         FAKETIME_DONT_FAKE_MONOTONIC="1",  # the monotonic clock keeps running: a suspend
-        CREDD_SANDBOX_MIN_SESSION="300",
+        CREDD_MIN_SESSION_SECONDS="300",
     )
     held = d.wait_state("lap", "fresh")
     assert held["next_refresh_in_seconds"] > 60  # nothing due for a while before the "sleep"

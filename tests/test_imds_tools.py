@@ -51,7 +51,7 @@ def test_every_tool_family_reads_s3_through_imds_across_rotations(
         f"[profile geo]\nrole_arn = {role.arn}\nsource_profile = user\nduration_seconds = 30\n"
         "credd = true\nregion = us-east-1\nservices = sandbox\n"
     )
-    d = daemons.start(CREDD_SANDBOX_MIN_SESSION="30")
+    d = daemons.start(CREDD_MIN_SESSION_SECONDS="30")
     d.wait_state("geo", "fresh")
     # the data: a COG and a Parquet file, put there with credd's session credentials
     creds = d.get("geo")

@@ -33,7 +33,7 @@ def test_subscriber_and_uploader_survive_five_rotations(daemons: DaemonFactory) 
         "[profile app]\nregion = us-east-1\nservices = sandbox\n"
         f"credential_process = {sys.executable} -m credd.cli get worker --socket {sock}\n"
     )
-    d = daemons.start(CREDD_SANDBOX_MIN_SESSION="30")
+    d = daemons.start(CREDD_MIN_SESSION_SECONDS="30")
     d.wait_state("worker", "fresh")
     env = daemons.env()
     procs = {

@@ -327,7 +327,7 @@ def test_boto3_and_s3fs_keep_working_across_rotations(daemons: DaemonFactory) ->
     """Seed 002's boto3 program and seed 000's notebook (s3fs on aiobotocore), side by side,
     across at least three rotations each: zero failed calls, never an expired key."""
     role_name = role_setup(daemons).rsplit("/", 1)[-1]
-    d = daemons.start(CREDD_SANDBOX_MIN_SESSION=str(ROLE_SECONDS))
+    d = daemons.start(CREDD_MIN_SESSION_SECONDS=str(ROLE_SECONDS))
     d.wait_state("sdk-role", "fresh")
     sock = d.socket
     # botocore's windows (15/10 min) are longer than a 20 s sandbox session; scaled to it,

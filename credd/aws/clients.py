@@ -159,7 +159,8 @@ class ClientFactory:
         limiter: Limiter | None = None,
         cache_size: int = CACHE_SIZE,
     ) -> None:
-        """``parameter_validation=False`` only for the sandbox's sub-900 s sessions."""
+        """``parameter_validation=False`` only under ``CREDD_MIN_SESSION_SECONDS``: botocore's
+        model holds AWS's 900 s floor on ``DurationSeconds``; the stand-in validates instead."""
         self._validate = parameter_validation
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout

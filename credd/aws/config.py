@@ -325,8 +325,9 @@ def check_values(where: str, raw: Mapping[str, Any], keys: tuple[str, ...]) -> N
 
 
 def session_minimum(environ: Mapping[str, str]) -> int:
-    """900 s, AWS's bound; ``CREDD_SANDBOX_MIN_SESSION`` lowers it for the sandbox and demo only."""
-    value = environ.get("CREDD_SANDBOX_MIN_SESSION", "")
+    """900 s, AWS's bound. ``CREDD_MIN_SESSION_SECONDS``, a testing knob for STS stand-ins (the
+    sandbox, moto, LocalStack), lowers it so rotations happen in seconds; AWS rejects less."""
+    value = environ.get("CREDD_MIN_SESSION_SECONDS", "")
     if value.isdigit() and 0 < int(value) < SESSION_MIN:
         return int(value)
     return SESSION_MIN

@@ -132,10 +132,10 @@ class Daemon:
         self.environ = os.environ if environ is None else environ
         # A daemon nobody watches must never raise an unlock prompt: a locked keyring is reported.
         self.secrets = secrets or SecretStore(allow_prompt=False)
-        sandbox_sessions = awsconfig.session_minimum(self.environ) < awsconfig.SESSION_MIN
+        short_sessions = awsconfig.session_minimum(self.environ) < awsconfig.SESSION_MIN
         # One factory for every AWS call (STS, IAM, SSO-OIDC, SSO portal): reload resets it once.
         self.clients = ClientFactory(
-            parameter_validation=not sandbox_sessions, limiter=Limiter(max_inflight(self.environ))
+            parameter_validation=not short_sessions, limiter=Limiter(max_inflight(self.environ))
         )
         self.ledger = CodeLedger(self.clock)
         # the SSO cache shared with the AWS CLI
