@@ -33,13 +33,11 @@ from credd.clock import Clock, SystemClock, isoformat_z, parse_iso
 from credd.errors import ConfigError, ForeignSection
 from credd.files.ini import (
     CREDENTIALS_ERRORS,
-    append_block,
     check_name,
     check_value,
     detect_eol,
     drop_appended_eol,
     expand_path,
-    header_text,
     is_space,
     locked_update,
     parse_ini,
@@ -47,6 +45,7 @@ from credd.files.ini import (
     reassemble,
     split_section,
 )
+from credd.files.patched import Owned, PatchCache, SectionText
 from credd.models import Credentials
 
 log = logging.getLogger(__name__)
@@ -89,12 +88,11 @@ def _owner_of(section: Section) -> str | None:
     return None
 
 
-def _expired(section: Section, now: datetime) -> bool:
-    opt = section.get(KEY_EXPIRATION)
-    if not isinstance(opt, Option) or not opt.value:
+def _expired(section: Owned, now: datetime) -> bool:
+    if not section.expiration:
         return False
     try:
-        return parse_iso(str(opt.value)) <= now
+        return parse_iso(section.expiration) <= now
     except ValueError:
         return False
 
@@ -160,6 +158,11 @@ class CredentialsFileWriter:
         self._group = threading.Lock()
         self._gathering: _Batch | None = None
         self._committing = False
+        self._parsed = PatchCache(
+            lambda text: SectionText.parse(
+                text, self.path, CREDENTIALS_ERRORS, KEY_OWNER, KEY_EXPIRATION
+            )
+        )
 
     def _update(self, transform: Callable[[str], str | None]) -> bool:
         return locked_update(
@@ -236,36 +239,31 @@ class CredentialsFileWriter:
         return batch
 
     def _commit(self, writes: Sequence[SectionWrite]) -> dict[str, str | None]:
+        """One locked rewrite: the file's text as :class:`SectionText` (the last one credd
+        produced when the file still holds it, else a full parse), credd's sections patched."""
         refused: dict[str, str | None] = {}
 
         def transform(text: str) -> str | None:
             refused.clear()
-            doc = parse_ini(text, self.path, CREDENTIALS_ERRORS)
-            eol = detect_eol(text)
+            doc = self._parsed.get(text)
             now = self.clock.now()
-            plan: dict[str, SectionWrite] = {}
+            bodies: dict[str, tuple[str, Owned]] = {}
             for w in writes:
-                if doc.has_section(w.section):
-                    sec = doc[w.section]
-                    owner = _owner_of(sec)
-                    if owner is None or (owner != w.owner and not _expired(sec, now)):
-                        refused[w.section] = owner
-                        continue
-                plan[w.section] = w
-            pieces: list[str] = []
-            for block in doc.iter_blocks():
-                if isinstance(block, Section) and block.name in plan:
-                    _, trailing = split_section(block)
-                    pieces.append(header_text(block, eol))
-                    pieces.append(_body(plan[block.name], eol))
-                    pieces.extend(str(b) for b in trailing)
-                else:
-                    pieces.append(reassemble(block))
-            out = "".join(pieces)
-            for name, w in plan.items():
-                if not doc.has_section(name):
-                    out = append_block(out, f"[{name}]{eol}{_body(w, eol)}", eol)
-            return out if out != text else None
+                sec = doc.sections.get(w.section)
+                if sec is not None and (
+                    sec.owner is None or (sec.owner != w.owner and not _expired(sec, now))
+                ):
+                    refused[w.section] = sec.owner
+                    continue
+                exp = w.credentials.expiration
+                held = Owned(0, w.owner, isoformat_z(exp) if exp is not None else None)
+                bodies[w.section] = (_body(w, doc.eol), held)
+            new = doc.patched(bodies)
+            out = new.text()
+            if out == text:
+                return None
+            self._parsed.keep(new)
+            return out
 
         self._update(transform)
         return dict(refused)
