@@ -51,6 +51,9 @@ from credd.sso import TokenStore
 
 log = logging.getLogger(__name__)
 
+#: Refresh jobs run at once per AWS call slot (``CREDD_MAX_INFLIGHT``).
+JOBS_PER_CALL_SLOT = 4
+
 # Anything shaped like a secret access key (40 chars) or a session token (100+ chars of base64)
 # is masked in every log line, whatever logged it: a second line of defence behind masked reprs.
 _SECRETISH = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40,}(?![A-Za-z0-9/+=])")
@@ -140,7 +143,10 @@ class Daemon:
         self.ledger = CodeLedger(self.clock)
         # the SSO cache shared with the AWS CLI
         self.tokens = TokenStore(clients=self.clients, clock=self.clock)
-        self.scheduler = ApsScheduler(workers=self.clients.limiter.size)
+        # A refresh job holds its worker until the credentials file is written (group commit,
+        # one rewrite per batch): more jobs than AWS call slots, so waiting for the file never
+        # leaves the slots idle, and the batches grow with the file's commit time (issue 9).
+        self.scheduler = ApsScheduler(workers=self.clients.limiter.size * JOBS_PER_CALL_SLOT)
         self.manager = Manager(
             source_factory=self._source,
             scheduler=self.scheduler,
