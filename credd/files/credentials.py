@@ -195,7 +195,7 @@ class CredentialsFileWriter:
         if batch.error is not None:
             raise batch.error
         mine = {w.section for w in writes}
-        for w in writes:
+        for w in writes if log.isEnabledFor(logging.INFO) else ():
             if w.section not in batch.refused:
                 log.info(
                     "wrote [%s] for %s (key %s, expires %s) to %s",
