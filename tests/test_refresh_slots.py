@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from credd.daemon import Daemon
-from credd.endpoint import EndpointSettings
+from credd.daemon.main import Daemon
+from credd.server.endpoint import EndpointSettings
 from tests.fixtures.sandbox import SandboxHandle, unique_name
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from credd.clock import FakeClock, SystemClock
+from credd.clock import SystemClock
 from credd.errors import ForeignSection
-from credd.safewrite import sections
-from credd.writers import CredentialsFileWriter, SectionWrite
+from credd.files.credentials import CredentialsFileWriter, SectionWrite
+from credd.files.safewrite import sections
+from credd.testing.clock import FakeClock
 from tests.fixtures.files import make_credentials, run_aws_v2
 
 COMMENTED = (
