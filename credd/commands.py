@@ -116,7 +116,7 @@ def render_status(status: dict[str, Any], out: TextIO) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from credd.lifetime import hours
+    from credd.plan.lifetime import hours
 
     try:
         status = _client(args).status()

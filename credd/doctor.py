@@ -100,7 +100,7 @@ def check_store(store: SecretStore) -> Check:
 def check_profile(
     config: awsconfig.AwsConfig, name: str, store: SecretStore, clock: Clock
 ) -> Check:
-    from credd.planner import explain, plan_for
+    from credd.plan.planner import explain, plan_for
     from credd.sources.codes import ProfileCodes
     from credd.sources.keys import long_term_keys
 

@@ -3,7 +3,7 @@
 Both ask the daemon (over its socket) for the endpoint (the container endpoint's URL and token
 file, or with ``--imds`` a profile's IMDS endpoint), check the profile is one it manages, and
 apply or print the environment :mod:`credd.server.envplan` builds. ``credd exec --min-lifetime``
-first makes sure the credentials last that long (the lifetime guard, :mod:`credd.lifetime`).
+first makes sure the credentials last that long (the lifetime guard, :mod:`credd.plan.lifetime`).
 """
 
 from __future__ import annotations

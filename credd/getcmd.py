@@ -1,5 +1,5 @@
 """``credd get PROFILE [--format json|env] [--socket PATH] [--min-lifetime D]``: the
-``credential_process`` path. ``--min-lifetime 2h`` is the lifetime guard (credd/lifetime.py).
+``credential_process`` path. ``--min-lifetime 2h`` is the lifetime guard (credd/plan/lifetime.py).
 
 Every SDK credential refresh may run this, so it starts at interpreter speed: no argparse, no
 ``typing``/``pathlib``/``json`` on the success path (the daemon's JSON is passed through as

@@ -1,6 +1,6 @@
 """The daemon's state: plan nodes refreshed on schedule, profiles served on demand.
 
-Each managed profile has a :class:`~credd.planner.Plan`: a chain of nodes (an MFA session, role
+Each managed profile has a :class:`~credd.plan.planner.Plan`: a chain of nodes (an MFA session, role
 sessions). Nodes are shared: twelve roles behind one IAM user use one ``session:USER`` node, so one
 MFA code feeds them all. Per node:
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from credd import __version__, lifetime, metrics
+from credd import __version__, metrics
 from credd.aws.config import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
 from credd.errors import (
@@ -58,7 +58,8 @@ from credd.files.credentials import CredentialsFileWriter, SectionWrite
 from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
 from credd.persist import Persist
-from credd.planner import Node, Plan, explain, plan_for
+from credd.plan import lifetime
+from credd.plan.planner import Node, Plan, explain, plan_for
 from credd.refresher import RefreshPolicy, Scheduler
 from credd.rwlock import SharedExclusiveLock
 from credd.sources import Source
@@ -305,7 +306,7 @@ class Manager:
         raise NotReady(f"the settings of {profile!r} are being reloaded", hint="try again")
 
     def credentials_lasting(self, profile: str, min_left: timedelta) -> Credentials:
-        """Credentials with at least ``min_left`` left (the lifetime guard, credd/lifetime.py):
+        """Credentials with at least ``min_left`` left (the lifetime guard, credd/plan/lifetime.py):
         refreshed first (single-flight) when the held ones end sooner; ``LifetimeUnavailable`` at
         once, without an STS call, when no refresh could give that much."""
         creds = self.credentials(profile)

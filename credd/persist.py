@@ -43,7 +43,7 @@ from typing import Any, Protocol
 from credd.clock import Clock, isoformat_z, parse_iso
 from credd.errors import CreddError
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from credd.files.config import enable_profile
 from credd.manager import _parents_first
 from credd.mfa import ProcessCodes
 from credd.persist import fingerprint
-from credd.planner import MAX_CHAIN, Node, plan_for
+from credd.plan.planner import MAX_CHAIN, Node, plan_for
 from credd.testing.clock import FakeClock
 from tests.fixtures.keyring import KeyringEnv
 

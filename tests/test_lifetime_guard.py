@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from credd import lifetime
 from credd.errors import LifetimeUnavailable, RequestError
+from credd.plan import lifetime
 from credd.server.api import Api
 from credd.server.imds import TOKEN_HEADER as TOKEN
 from credd.server.imds import TTL_HEADER as TTL

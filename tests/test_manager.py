@@ -26,7 +26,7 @@ from credd.errors import (
 )
 from credd.manager import Manager
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.testing.clock import FakeClock
 

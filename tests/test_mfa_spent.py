@@ -21,7 +21,7 @@ from credd.clock import UTC
 from credd.manager import Manager
 from credd.mfa import STEP, CodeLedger
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.mfa_call import may_have_consumed

@@ -22,7 +22,7 @@ from credd.errors import NeedsMfa
 from credd.manager import Manager
 from credd.models import Credentials
 from credd.persist import INDEX, Persist, fingerprint
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.secrets.store import SecretStore
 from credd.testing.clock import FakeClock
@@ -322,7 +322,7 @@ def test_fingerprint_follows_every_setting_of_the_chain(clean_env: Path) -> None
     def node(role: str = "r0", **kw: str) -> Node:
         write_config(clean_env, role, **kw)
         config = awsconfig.load()
-        from credd.planner import plan_for
+        from credd.plan.planner import plan_for
 
         return plan_for(config, role, lambda _p: "totp").target
 

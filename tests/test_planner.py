@@ -10,7 +10,7 @@ import pytest
 from credd.aws import config as awsconfig
 from credd.aws.config import ManagedProfile
 from credd.errors import ConfigError
-from credd.planner import explain, plan_for
+from credd.plan.planner import explain, plan_for
 
 USER = """
 [profile user]

@@ -24,7 +24,7 @@ from credd.errors import CredentialProcessInvalid
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.planner import Node, plan_for
+from credd.plan.planner import Node, plan_for
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.process import parse_output

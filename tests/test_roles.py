@@ -18,7 +18,7 @@ from credd.clock import UTC
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.codes import ProfileCodes

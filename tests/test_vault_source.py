@@ -21,7 +21,7 @@ from credd.clock import UTC
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.planner import Node, plan_for
+from credd.plan.planner import Node, plan_for
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.vault import secret_entry

@@ -26,7 +26,7 @@ from credd.clock import UTC
 from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.planner import Node, plan_for
+from credd.plan.planner import Node, plan_for
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from tests.fixtures.daemon import remember, services_section

@@ -37,7 +37,7 @@ from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials, ProfileStatus
 from credd.persist import Persist
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.refresher import ApsScheduler, RefreshPolicy
 from credd.secrets.store import SecretStore
 from credd.server.api import Api

@@ -178,7 +178,7 @@ def check_enable(name: str, values: Mapping[str, str], path: Path) -> None:
     Whether codes come from a person is decided by the daemon from the keyring, which may
     change after this edit (``credd totp set``): here it counts as unattended.
     """
-    from credd.planner import plan_for
+    from credd.plan.planner import plan_for
 
     environ = {**os.environ, "AWS_CONFIG_FILE": str(path)}
     try:

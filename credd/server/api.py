@@ -20,10 +20,11 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from credd import lifetime, metrics
+from credd import metrics
 from credd.clock import Clock
 from credd.errors import NotFound, RequestError
 from credd.models import Credentials, ProfileStatus
+from credd.plan import lifetime
 from credd.server.backend import Backend
 from credd.server.http import Handler, Peer, Request, Response, Router, decode_profile
 

@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from credd import lifetime
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
+from credd.plan import lifetime
 from credd.server.backend import Backend
 from credd.server.endpoint import HOST, PATH_PREFIX
 from credd.server.http import Request, Response, decode_profile, log_internal_error

@@ -37,10 +37,10 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from credd import lifetime
 from credd.clock import Clock, isoformat_z
 from credd.errors import CreddError, RequestError
 from credd.models import Credentials
+from credd.plan import lifetime
 from credd.server.backend import Backend
 from credd.server.http import Request, Response, log_internal_error
 from credd.server.limits import Limits

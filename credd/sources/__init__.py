@@ -14,7 +14,7 @@ from credd.aws.clients import ClientFactory
 from credd.clock import Clock
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.secrets.store import SecretStore
 
 if TYPE_CHECKING:

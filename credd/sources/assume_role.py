@@ -15,7 +15,7 @@ from credd.clock import Clock
 from credd.errors import UsageError
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.secrets.store import SecretStore
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice

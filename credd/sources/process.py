@@ -26,7 +26,7 @@ from credd.aws import keys as source_keys
 from credd.clock import Clock, parse_iso
 from credd.errors import CredentialProcessFailed, CredentialProcessInvalid, UsageError
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from credd.aws.errors import Subject, error_code, translate
 from credd.clock import UTC
 from credd.errors import LoginRequired, UsageError
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.sources.sso_token import RECHECK, target_of
 from credd.sso import TokenStore
 

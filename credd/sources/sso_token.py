@@ -21,7 +21,7 @@ from datetime import timedelta
 from credd.clock import Clock
 from credd.errors import CreddError, LoginRequired, UsageError
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.sso import SsoTarget, SsoToken, TokenStore
 
 log = logging.getLogger(__name__)

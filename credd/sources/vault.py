@@ -33,7 +33,7 @@ from credd.errors import (
     VaultUnreachable,
 )
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.secrets.store import SecretStore
 from credd.sources.web_identity import read_token
 

@@ -14,7 +14,7 @@ from credd.aws.clients import DEFAULT_REGION, ClientFactory
 from credd.aws.errors import error_code, translate
 from credd.errors import ConfigError, UsageError, WebIdentityTokenExpired
 from credd.models import Credentials
-from credd.planner import Node
+from credd.plan.planner import Node
 from credd.sources.assume_role import session_name
 from credd.sources.session_token import from_sts
 

@@ -22,7 +22,7 @@ from typing import Any
 from credd.aws.config import CHAIN_CAP, parse_duration
 from credd.errors import LifetimeUnavailable, RequestError
 from credd.models import Credentials
-from credd.planner import Node, Plan
+from credd.plan.planner import Node, Plan
 
 __all__ = [
     "HEADER",

@@ -1,0 +1,1 @@
+"""Plans: which calls give each profile its credentials (nodes, the planner, the lifetime guard)."""
