@@ -101,30 +101,25 @@ def check_profile(
     config: awsconfig.AwsConfig, name: str, store: SecretStore, clock: Clock
 ) -> Check:
     from credd.plan.planner import explain, plan_for
-    from credd.sources.codes import ProfileCodes
+    from credd.sources.codes import code_source_of
     from credd.sources.keys import long_term_keys
 
     label = f"profile:{name}"
     if name in config.broken:
         return _fail(label, config.broken[name].error)
 
-    def code_source_of(profile: awsconfig.ManagedProfile) -> str:
-        return ProfileCodes(profile, store, clock).configured().name
-
     try:
-        plan = plan_for(config, name, code_source_of)
-        source: str | None = None
+        plan = plan_for(config, name, code_source_of(store, strict=True))
+        source = plan.code_source  # decided once, by the planner
         for node in plan.nodes():
-            keyed = node.kind in ("session-token", "assume-role")
+            keyed = node.kind.from_keys
             if keyed and node.parent is None and node.base and node.base_profile is not None:
                 long_term_keys(node.base_profile, store)
-            if node.with_code and node.base_profile is not None:
-                source = code_source_of(node.base_profile)
-                if source == "totp" and store.get_totp_seed(node.base) is None:
-                    raise SecretMissing(
-                        f"profile {node.base!r} uses TOTP codes but no seed is stored",
-                        hint=f"credd totp set {node.base}",
-                    )
+            if node.with_code and source == "totp" and store.get_totp_seed(node.base) is None:
+                raise SecretMissing(
+                    f"profile {node.base!r} uses TOTP codes but no seed is stored",
+                    hint=f"credd totp set {node.base}",
+                )
     except CreddError as exc:
         return _fail(label, exc)
     text = explain(plan, source)

@@ -59,16 +59,16 @@ from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
 from credd.persist import Persist
 from credd.plan import lifetime
-from credd.plan.planner import Node, Plan, explain, plan_for
+from credd.plan.planner import CodeSourceOf, Node, Plan, decided_once, explain, plan_for
 from credd.refresher import RefreshPolicy, Scheduler
 from credd.rwlock import SharedExclusiveLock
 from credd.sources import Source
+from credd.sources.codes import code_source_of
 
 log = logging.getLogger(__name__)
 
 #: (node, parent-credentials getter) -> source
 SourceFactory = Callable[[Node, Callable[[], Credentials]], Source]
-CodeSourceOf = Callable[[ManagedProfile], str]
 WAIT_FOR_PARENT = 2 * STEP + 60.0
 #: states a request never restarts: a person must act, or a named permanent error
 PARKED = frozenset({"error", "needs_mfa", "login_required"})
@@ -167,9 +167,10 @@ class Manager:
         """
         profiles: dict[str, ProfileRef] = {}
         wanted: dict[str, Node] = {}
+        code_source_of = decided_once(self._code_source_of)  # one answer per profile per load
         for name, prof in config.managed.items():
             try:
-                plan = plan_for(config, name, self._code_source_of)
+                plan = plan_for(config, name, code_source_of)
             except ConfigError as exc:
                 log.warning("profile %s: no plan: %s", name, exc.message)
                 profiles[name] = ProfileRef(name, prof.kind, None, exc)
@@ -845,9 +846,8 @@ def _none() -> Credentials:
 
 
 def _configured_code_source(profile: ManagedProfile) -> str:
-    if profile.mfa_source:
-        return profile.mfa_source
-    return "process" if profile.mfa_process else "person"
+    """The one decision (credd/sources/codes.py) without a secret store: no seed is known."""
+    return code_source_of(None)(profile)
 
 
 def _still_valid(entry: Entry) -> bool:

@@ -43,14 +43,12 @@ from typing import Any, Protocol
 from credd.clock import Clock, isoformat_z, parse_iso
 from credd.errors import CreddError
 from credd.models import Credentials
-from credd.plan.planner import Node
+from credd.plan.nodes import Node
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
 INDEX = "credd-index"
-#: node kinds whose value is not saved here (SSO tokens live in the AWS CLI's shared cache)
-NOT_SAVED = frozenset({"sso-token"})
 #: environment variables that point STS (or the SSO portal) somewhere else
 _ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SSO")
 _PROFILE_KEYS = ("endpoint_url", "services", "sts_regional_endpoints")
@@ -182,7 +180,7 @@ class Persist:
 
         Anything else found (other settings, expired, nearly expired, unreadable) is deleted.
         """
-        if node.kind in NOT_SAVED:
+        if not node.kind.saved:
             return None
         with self._lock:
             if not self.enabled:
@@ -211,7 +209,7 @@ class Persist:
 
     def save(self, node: Node, creds: Credentials, issued_at: datetime) -> None:
         """Keep ``creds`` (issued at ``issued_at``) for ``node``; errors only turn it off."""
-        if node.kind in NOT_SAVED or creds.expiration is None:
+        if not node.kind.saved or creds.expiration is None:
             return
         blob = {
             "v": VERSION,

@@ -7,6 +7,7 @@ not ASCII, indented sub-sections where a value belongs, a parse error quoting a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -146,9 +147,11 @@ def test_node_chains_of_any_depth_compare_order_and_fingerprint_in_loops(
     user, role = config.managed["p0"], config.managed["p1"]
 
     def build(depth: int, duration: int = 3600) -> Node:
-        node = Node("session:p0", "session-token", user, None, "p0", True, 43200, user)
+        assert role.role is not None
+        settings = dataclasses.replace(role.role, duration_seconds=duration)
+        node = Node.session(user)
         for i in range(depth):
-            node = Node(f"role:{i}", "assume-role", role, node, "p0", False, duration, user)
+            node = Node.role(dataclasses.replace(role, name=str(i), role=settings), node)
         return node
 
     deep, again = build(1200), build(1200)

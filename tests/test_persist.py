@@ -22,7 +22,7 @@ from credd.errors import NeedsMfa
 from credd.manager import Manager
 from credd.models import Credentials
 from credd.persist import INDEX, Persist, fingerprint
-from credd.plan.planner import Node
+from credd.plan.nodes import Kind, Node
 from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.secrets.store import SecretStore
 from credd.testing.clock import FakeClock
@@ -338,7 +338,7 @@ def test_fingerprint_follows_every_setting_of_the_chain(clean_env: Path) -> None
 def test_sso_tokens_are_left_to_the_shared_cache(clean_env: Path, store: SecretStore) -> None:
     write_config(clean_env)
     profile = awsconfig.load().managed["user"]
-    token = Node("sso-token:s", "sso-token", profile, None, "", False, HOUR)
+    token = Node("sso-token:s", Kind.SSO_TOKEN, profile, None, "", False, HOUR)
     persist = Persist(store, clock=FakeClock(START))
     persist.save(token, Credentials("x" * 20, "y" * 40, "z", START + timedelta(hours=1)), START)
     assert store.get_session("sso-token:s") is None and persist.saved == 0

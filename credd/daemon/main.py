@@ -46,7 +46,7 @@ from credd.server.endpoint import EndpointSettings, ensure_token, token_path
 from credd.server.imds_endpoints import ImdsEndpoints
 from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
-from credd.sources.codes import ProfileCodes
+from credd.sources.codes import code_source_of
 from credd.sso import TokenStore
 
 log = logging.getLogger(__name__)
@@ -193,10 +193,9 @@ class Daemon:
         )
 
     def _code_source_of(self, profile: awsconfig.ManagedProfile) -> str:
-        try:
-            return ProfileCodes(profile, self.secrets, self.clock).configured().name
-        except CreddError:
-            return "person"  # unknown (keyring down): plan for the strictest case
+        """The one decision (credd/sources/codes.py), read from the keyring: the planner keeps it
+        on the node, status and doctor read it from there."""
+        return code_source_of(self.secrets)(profile)
 
     def read_config(self) -> awsconfig.AwsConfig:
         """The AWS files, validated; a ``CreddError`` (never anything else) when unreadable."""

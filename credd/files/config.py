@@ -179,6 +179,7 @@ def check_enable(name: str, values: Mapping[str, str], path: Path) -> None:
     change after this edit (``credd totp set``): here it counts as unattended.
     """
     from credd.plan.planner import plan_for
+    from credd.sources.codes import decide
 
     environ = {**os.environ, "AWS_CONFIG_FILE": str(path)}
     try:
@@ -190,7 +191,7 @@ def check_enable(name: str, values: Mapping[str, str], path: Path) -> None:
     broken = config.broken.get(name)
     if broken is not None:
         raise broken.error
-    plan_for(config, name, lambda p: p.mfa_source or ("process" if p.mfa_process else "totp"))
+    plan_for(config, name, lambda p: decide(p, has_seed=lambda: True))  # a seed may come later
 
 
 def _not_found(name: str, path: Path) -> ProfileNotFound:

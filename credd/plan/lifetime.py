@@ -22,7 +22,7 @@ from typing import Any
 from credd.aws.config import CHAIN_CAP, parse_duration
 from credd.errors import LifetimeUnavailable, RequestError
 from credd.models import Credentials
-from credd.plan.planner import Node, Plan
+from credd.plan.nodes import Kind, Node, Plan
 
 __all__ = [
     "HEADER",
@@ -75,13 +75,13 @@ def longest(plan: Plan, observed: timedelta | None = None) -> Longest:
     """How long credentials for ``plan`` can last when fetched now. ``observed``: the lifetime of
     the last credentials the target node got (what an SSO permission set gives)."""
     node = plan.target
-    if node.kind == "session-token":
+    if node.kind is Kind.SESSION:
         return Longest(
             node.duration,
             f"credd_session_duration of {node.base!r} is {hours(node.duration)} "
             "(STS allows up to 36 h)",
         )
-    if node.kind == "sso":
+    if node.kind is Kind.SSO:
         if observed is None:
             return Longest(None, "the permission set's session duration (not seen yet)")
         seconds = int(observed.total_seconds())

@@ -1,20 +1,22 @@
 """Credential sources: one file per kind of STS call, each with one verb, ``fetch()``.
 
 Caching, scheduling, retries and sharing live outside the sources (in :mod:`credd.manager`).
-:func:`build_source` is the one place that turns a plan node into a source, and logs why.
+:func:`build_source` is the one place that turns a plan node into a source (one builder per node
+kind), and logs its choice once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock
 from credd.mfa import CodeLedger
 from credd.models import Credentials
-from credd.plan.planner import Node
+from credd.plan.nodes import Kind, Node
 from credd.secrets.store import SecretStore
 
 if TYPE_CHECKING:
@@ -48,6 +50,19 @@ class Source(Protocol):
 # manager then fetches the node again before a child uses it, and on ``credd refresh``.
 
 
+@dataclass(frozen=True)
+class _Needs:
+    """What :func:`build_source` was given, for the one builder a node's kind picks."""
+
+    parent: Callable[[], Credentials]
+    secrets: SecretStore
+    clients: ClientFactory
+    ledger: CodeLedger
+    clock: Clock
+    environ: Mapping[str, str] | None
+    tokens: TokenStore | None
+
+
 def build_source(
     node: Node,
     parent: Callable[[], Credentials],
@@ -59,61 +74,103 @@ def build_source(
     environ: Mapping[str, str] | None = None,
     tokens: TokenStore | None = None,
 ) -> Source:
-    """The source for ``node``; ``parent`` gives the parent node's credentials."""
-    if node.kind in {"sso-token", "sso"} and tokens is None:
+    """The source for ``node`` (one builder per :class:`~credd.plan.nodes.Kind`), logged once;
+    ``parent`` gives the parent node's credentials."""
+    if node.kind in (Kind.SSO_TOKEN, Kind.SSO) and tokens is None:
         # The token node and its roles must share one store: a token a role saw refused is
         # withdrawn from the token node through it.
         raise TypeError("build_source: IAM Identity Center nodes need tokens= (a TokenStore)")
-    if node.kind == "sso-token":
-        from credd.sources.sso_token import SsoTokenSource
+    source, how = _BUILDERS[node.kind](
+        node, _Needs(parent, secrets, clients, ledger, clock, environ, tokens)
+    )
+    log.info("%s: %s", node.key, how)
+    return source
 
-        assert tokens is not None
-        log.info("%s: IAM Identity Center token from the shared cache", node.key)
-        return SsoTokenSource(node, store=tokens, clock=clock)
-    if node.kind == "sso":
-        from credd.sources.sso import SsoRoleSource
 
-        assert tokens is not None
-        log.info("%s: sso:GetRoleCredentials", node.key)
-        return SsoRoleSource(node, parent=parent, clients=clients, tokens=tokens)
-    if node.kind == "process":
-        from credd.sources.process import CredentialProcessSource
+def _sso_token(node: Node, needs: _Needs) -> tuple[Source, str]:
+    from credd.sources.sso_token import SsoTokenSource
 
-        log.info("%s: credential_process run by credd", node.key)
-        return CredentialProcessSource(node, clock=clock)
-    if node.kind == "vault":
-        from credd.sources.vault import VaultSource
+    assert needs.tokens is not None
+    source = SsoTokenSource(node, store=needs.tokens, clock=needs.clock)
+    return source, "IAM Identity Center token from the shared cache"
 
-        log.info("%s: OpenBao/Vault AWS secrets engine", node.key)
-        return VaultSource(node, secrets=secrets, clients=clients, clock=clock)
-    if node.kind == "web-identity":
-        from credd.sources.web_identity import WebIdentitySource
 
-        log.info("%s: sts:AssumeRoleWithWebIdentity for %d s", node.key, node.duration)
-        return WebIdentitySource(node, clients=clients)
-    if node.kind == "session-token":
-        from credd.sources.session_token import SessionTokenSource
+def _sso(node: Node, needs: _Needs) -> tuple[Source, str]:
+    from credd.sources.sso import SsoRoleSource
 
-        log.info("%s: sts:GetSessionToken for %d s", node.key, node.duration)
-        return SessionTokenSource(
-            node.profile, secrets=secrets, clients=clients, ledger=ledger, clock=clock
-        )
+    assert needs.tokens is not None
+    source = SsoRoleSource(node, parent=needs.parent, clients=needs.clients, tokens=needs.tokens)
+    return source, "sso:GetRoleCredentials"
+
+
+def _process(node: Node, needs: _Needs) -> tuple[Source, str]:
+    from credd.sources.process import CredentialProcessSource
+
+    return CredentialProcessSource(node, clock=needs.clock), "credential_process run by credd"
+
+
+def _vault(node: Node, needs: _Needs) -> tuple[Source, str]:
+    from credd.sources.vault import VaultSource
+
+    source = VaultSource(node, secrets=needs.secrets, clients=needs.clients, clock=needs.clock)
+    return source, "OpenBao/Vault AWS secrets engine"
+
+
+def _web_identity(node: Node, needs: _Needs) -> tuple[Source, str]:
+    from credd.sources.web_identity import WebIdentitySource
+
+    source = WebIdentitySource(node, clients=needs.clients)
+    return source, f"sts:AssumeRoleWithWebIdentity for {node.duration} s"
+
+
+def _session(node: Node, needs: _Needs) -> tuple[Source, str]:
+    from credd.sources.session_token import SessionTokenSource
+
+    source = SessionTokenSource(
+        node.profile,
+        secrets=needs.secrets,
+        clients=needs.clients,
+        ledger=needs.ledger,
+        clock=needs.clock,
+        code_source=node.code_source,
+    )
+    return source, f"sts:GetSessionToken for {node.duration} s"
+
+
+def _role(node: Node, needs: _Needs) -> tuple[Source, str]:
     from credd.sources.assume_role import AssumeRoleSource
     from credd.sources.keys import environment_keys, long_term_keys
 
     base = node.base_profile
     if node.parent is not None:
-        getter = parent
+        getter = needs.parent
         origin = f"the credentials of {node.parent.key}"
     elif base is not None:
-        getter = lambda: long_term_keys(base, secrets)  # noqa: E731
+        getter = lambda: long_term_keys(base, needs.secrets)  # noqa: E731
         origin = f"the long-term keys of {base.name!r}" + (
             " with an MFA code" if node.with_code else ""
         )
     else:
-        getter = lambda: environment_keys(node.profile.name, environ)  # noqa: E731
+        getter = lambda: environment_keys(node.profile.name, needs.environ)  # noqa: E731
         origin = "the daemon's environment"
-    log.info("%s: sts:AssumeRole for %d s from %s", node.key, node.duration, origin)
-    return AssumeRoleSource(
-        node, parent=getter, secrets=secrets, clients=clients, ledger=ledger, clock=clock
+    source = AssumeRoleSource(
+        node,
+        parent=getter,
+        secrets=needs.secrets,
+        clients=needs.clients,
+        ledger=needs.ledger,
+        clock=needs.clock,
     )
+    return source, f"sts:AssumeRole for {node.duration} s from {origin}"
+
+
+#: One builder per node kind (tests/test_plan_nodes.py checks that none is missing).
+_BUILDERS: dict[Kind, Callable[[Node, _Needs], tuple[Source, str]]] = {
+    Kind.SSO_TOKEN: _sso_token,
+    Kind.SSO: _sso,
+    Kind.PROCESS: _process,
+    Kind.VAULT: _vault,
+    Kind.WEB_IDENTITY: _web_identity,
+    Kind.SESSION: _session,
+    Kind.ROLE: _role,
+}

@@ -54,7 +54,7 @@ class AssumeRoleSource:
         self.codes: ProfileCodes | None = None
         self.device: MfaDevice | None = None
         if node.with_code and node.base_profile is not None:
-            self.codes = ProfileCodes(node.base_profile, secrets, clock)
+            self.codes = ProfileCodes(node.base_profile, secrets, clock, node.code_source)
             self.device = MfaDevice(node.base_profile, clients)
 
     @property

@@ -42,12 +42,13 @@ class SessionTokenSource:
         clients: ClientFactory,
         ledger: CodeLedger,
         clock: Clock,
+        code_source: str | None = None,
     ) -> None:
         self.profile = profile
         self._secrets = secrets
         self._clients = clients
         self._ledger = ledger
-        self.codes = ProfileCodes(profile, secrets, clock)
+        self.codes = ProfileCodes(profile, secrets, clock, code_source)
         self.device = MfaDevice(profile, clients)
 
     @property
