@@ -845,8 +845,9 @@ def _none() -> Credentials:
     raise ConfigError("this node has no parent")
 
 
-def _configured_code_source(profile: ManagedProfile) -> str:
-    """The one decision (credd/sources/codes.py) without a secret store: no seed is known."""
+def _configured_code_source(profile: ManagedProfile) -> str | None:
+    """The one decision (credd/sources/codes.py) without a secret store: what depends on the
+    keyring is left to the node's source (None)."""
     return code_source_of(None)(profile)
 
 

@@ -192,7 +192,7 @@ class Daemon:
             tokens=self.tokens,
         )
 
-    def _code_source_of(self, profile: awsconfig.ManagedProfile) -> str:
+    def _code_source_of(self, profile: awsconfig.ManagedProfile) -> str | None:
         """The one decision (credd/sources/codes.py), read from the keyring: the planner keeps it
         on the node, status and doctor read it from there."""
         return code_source_of(self.secrets)(profile)

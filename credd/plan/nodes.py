@@ -80,8 +80,9 @@ class Node:
     code_source: CodeSourceName | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.kind, Kind):  # a kind given as its string: "sso" -> Kind.SSO
-            object.__setattr__(self, "kind", Kind(self.kind))
+        kind: object = self.kind
+        if not isinstance(kind, Kind):  # a kind given as its string: "sso" -> Kind.SSO
+            object.__setattr__(self, "kind", Kind(kind))
 
     # -- named constructors ----------------------------------------------------------------
 

@@ -47,7 +47,7 @@ BASE_KINDS = ("process", "vault")
 
 #: Which MFA code source a profile uses ("totp" | "process" | "person"): the one decision,
 #: :func:`credd.sources.codes.code_source_of`, asked once per plan and kept on the node.
-CodeSourceOf = Callable[[ManagedProfile], CodeSourceName]
+CodeSourceOf = Callable[[ManagedProfile], CodeSourceName | None]
 
 #: The longest source_profile chain credd plans (hops from the target down to the keys).
 #: botocore has no cap, but every hop past the first is a 1 h chained role session: a chain
@@ -58,9 +58,9 @@ MAX_CHAIN = 64
 def decided_once(code_source_of: CodeSourceOf) -> CodeSourceOf:
     """``code_source_of`` asked at most once per profile: one load plans many roles behind one
     user, and the answer may read the keyring."""
-    answers: dict[str, CodeSourceName] = {}
+    answers: dict[str, CodeSourceName | None] = {}
 
-    def ask(profile: ManagedProfile) -> CodeSourceName:
+    def ask(profile: ManagedProfile) -> CodeSourceName | None:
         if profile.name not in answers:
             answers[profile.name] = code_source_of(profile)
         return answers[profile.name]
@@ -245,7 +245,7 @@ def plan_keys(
     if duration <= CHAIN_CAP:
         return Node.role(first, Node.session(base, code_source_of(base)))
     source = code_source_of(base)
-    if source != "person":
+    if source is not None and source != "person":  # undecided: a person, the strict reading
         return Node.direct(first, base, source)
     raise ConfigError(
         f"profile {first.name!r}: duration_seconds = {duration} needs a fresh MFA code "

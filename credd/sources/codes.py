@@ -11,6 +11,7 @@ rule again before each call (a seed stored, or a keyring unlocked, since). A cod
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 from credd.aws.config import ManagedProfile
 from credd.clock import Clock
@@ -25,14 +26,25 @@ __all__ = ["ProfileCodes", "code_source_of", "decide", "seed_stored"]
 NAMES: tuple[CodeSourceName, ...] = ("totp", "process", "person")
 
 
-def decide(profile: ManagedProfile, has_seed: Callable[[], bool]) -> CodeSourceName:
-    """The rule. ``has_seed`` is asked only when the profile leaves it to the keyring."""
+@overload
+def decide(profile: ManagedProfile, has_seed: Callable[[], bool]) -> CodeSourceName: ...
+
+
+@overload
+def decide(profile: ManagedProfile, has_seed: None) -> CodeSourceName | None: ...
+
+
+def decide(profile: ManagedProfile, has_seed: Callable[[], bool] | None) -> CodeSourceName | None:
+    """The rule. ``has_seed`` is asked only when the profile leaves it to the keyring; without
+    one that case is not decided here (``None``): the node's source decides it, by this rule."""
     if profile.mfa_source == "process" and not profile.mfa_process:
         return "person"  # the config loader refuses this; a person is the safe reading
     if profile.mfa_source is not None:
         return profile.mfa_source
     if profile.mfa_process:
         return "process"
+    if has_seed is None:
+        return None
     return "totp" if has_seed() else "person"
 
 
@@ -46,15 +58,16 @@ def seed_stored(secrets: SecretStore, profile: str) -> bool:
 
 def code_source_of(
     secrets: SecretStore | None, *, strict: bool = False
-) -> Callable[[ManagedProfile], CodeSourceName]:
+) -> Callable[[ManagedProfile], CodeSourceName | None]:
     """:func:`decide` bound to a secret store: what the planner, the daemon and doctor ask.
 
     A store that cannot answer (locked, unreachable) plans for the strictest case, a person
-    (``strict``: its ``CreddError`` instead, for doctor); without a store no seed is known."""
+    (``strict``: its ``CreddError`` instead, for doctor). Without a store, what depends on the
+    keyring is left undecided (``None``) for the node's source to decide."""
 
-    def of(profile: ManagedProfile) -> CodeSourceName:
+    def of(profile: ManagedProfile) -> CodeSourceName | None:
         if secrets is None:
-            return decide(profile, lambda: False)
+            return decide(profile, None)
         try:
             return decide(profile, lambda: seed_stored(secrets, profile.name))
         except CreddError:
