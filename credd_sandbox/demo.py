@@ -299,7 +299,7 @@ class Demo:
 
     def show_status(self) -> None:
         from credd.client import Client
-        from credd.commands import render_status
+        from credd.cli.app import render_status
 
         try:
             status = Client(self.socket, timeout=5).status()

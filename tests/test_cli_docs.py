@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from credd.commands import build_parser, command_names
+from credd.cli.app import build_parser, command_names
 
 DOC = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
 

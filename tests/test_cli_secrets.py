@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from credd.cli_secrets import Io, register
+from credd.cli.secrets import Io, register
 from tests.fixtures.keyring import KeyringEnv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ SECRETS = (SECRET, SEED, SEED.lower())
 
 MAIN = """
 import argparse, sys
-from credd.cli_secrets import register
+from credd.cli.secrets import register
 parser = argparse.ArgumentParser(prog="credd")
 register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args()
@@ -464,7 +464,7 @@ def test_real_terminal_prompts_echo_the_key_id_but_not_the_secrets(
 
 
 def test_handlers_are_plain_functions_returning_exit_codes(keyring_env: KeyringEnv) -> None:
-    from credd import cli_secrets
+    from credd.cli import secrets as cli_secrets
 
     handlers: list[Callable[..., int]] = [
         cli_secrets.cmd_keys_set, cli_secrets.cmd_keys_import, cli_secrets.cmd_keys_delete,

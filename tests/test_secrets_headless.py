@@ -26,16 +26,16 @@ NOWHERE = {
     "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
 }
 
-# Runs credd with `store` and `doctor` mounted even before credd/commands.py mounts them.
+# Runs credd with `store` and `doctor` mounted even before credd/cli/app.py mounts them.
 SHIM = """
 import argparse, sys
-import credd.commands as c
+import credd.cli.app as c
 original = c.build_parser
 def build_parser():
     parser = original()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "store" not in sub.choices:
-        from credd.cli_store import register
+        from credd.cli.store import register
         register(sub)
     if "doctor" not in sub.choices:
         from credd.doctor import register as register_doctor

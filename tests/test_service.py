@@ -118,7 +118,7 @@ def test_render_passes_non_default_locations_and_escapes_exec_start(tmp_path: Pa
 
 
 def credd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from credd.commands import build_parser, run; " + REGISTER
+    code = "import sys; from credd.cli.app import build_parser, run; " + REGISTER
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         env=env or dict(os.environ),
@@ -128,7 +128,7 @@ def credd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
-# `credd service` through argparse the way credd.commands runs every command (the lead wires
+# `credd service` through argparse the way credd.cli.app runs every command (the lead wires
 # the same register() into build_parser()).
 REGISTER = """
 import argparse

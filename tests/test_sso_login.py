@@ -77,7 +77,7 @@ def test_loopback_binds_loopback_only() -> None:
 def test_login_command_is_registered() -> None:
     import argparse
 
-    from credd.cli_login import cmd_login, register
+    from credd.cli.login import cmd_login, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
@@ -91,7 +91,7 @@ def test_login_refuses_a_profile_without_sso(
 ) -> None:
     import argparse
 
-    from credd.cli_login import cmd_login, register
+    from credd.cli.login import cmd_login, register
 
     config = clean_env / ".aws" / "config"
     config.parent.mkdir(parents=True)
@@ -334,7 +334,7 @@ def test_the_daemon_being_down_is_reported_not_fatal(
 ) -> None:
     import argparse
 
-    from credd.cli_login import LoginCliIo, cmd_login, register
+    from credd.cli.login import LoginCliIo, cmd_login, register
 
     def browser(url: str) -> bool:
         assert _get(url) == 200

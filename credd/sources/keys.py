@@ -46,7 +46,7 @@ def long_term_keys(profile: ManagedProfile, secrets: SecretStore) -> Credentials
 def _fresh_file_keys(name: str) -> Credentials | None:
     """The keys in the credentials file *now*: ``credd keys rotate`` rewrites them in place, and
     the daemon's view of the files (loaded at start or SIGHUP) would still hold the deleted key."""
-    from credd.cli_secrets import credentials_file_path, read_credentials_section
+    from credd.cli.secrets import credentials_file_path, read_credentials_section
 
     try:
         key_id, secret = read_credentials_section(credentials_file_path(), name)

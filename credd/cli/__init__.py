@@ -12,10 +12,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["get"]:
-        from credd.getcmd import main as get_main
+        from credd.cli.get import main as get_main
 
         return get_main(args[1:])
-    from credd.commands import run
+    from credd.cli.app import run
 
     return run(args)
 

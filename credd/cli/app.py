@@ -136,7 +136,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"credd does not manage {args.profile!r}",
                 hint=f"enable it: credd enable {args.profile}",
             )
-    from credd.cli_keys import status_keys
+    from credd.cli.keys import status_keys
 
     keys = status_keys(args.profile)
     if args.json:
@@ -357,13 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("profile", metavar="PROFILE", help="the profile")
 
-    from credd.cli_secrets import register
+    from credd.cli.secrets import register
 
     register(sub)
     from credd.exec_env import register as register_exec
 
     register_exec(sub)
-    from credd.cli_login import register as register_login
+    from credd.cli.login import register as register_login
 
     register_login(sub)
     from credd.daemon.units import register as register_service
@@ -372,10 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.daemon.detach import register as register_stop
 
     register_stop(sub)
-    from credd.cli_store import register as register_store
+    from credd.cli.store import register as register_store
 
     register_store(sub)
-    from credd.cli_forget import register as register_forget
+    from credd.cli.forget import register as register_forget
 
     register_forget(sub)
     from credd.server.relay import register as register_relay
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     from credd.actions.presign import register as register_presign
 
     register_presign(sub)
-    from credd.cli_vault import register as register_vault
+    from credd.cli.vault import register as register_vault
 
     register_vault(sub)
     from credd.actions.console import register as register_console
@@ -399,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_get_help(args: argparse.Namespace) -> int:
-    """Only reached through ``credd.commands.run``; ``credd get`` normally takes the fast path."""
-    from credd.getcmd import main as get_main
+    """Only reached through ``credd.cli.app.run``; ``credd get`` normally takes the fast path."""
+    from credd.cli.get import main as get_main
 
     argv = [args.profile, "--format", args.format]
     if args.socket:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from credd.cli_secrets import Io, _guarded, _need_tty, _read_stdin
+from credd.cli.secrets import Io, _guarded, _need_tty, _read_stdin
 from credd.errors import UsageError
 from credd.sources.vault import secret_entry
 

@@ -56,7 +56,7 @@ class FileKeys:
         self._path, self._section, self._clock = path, section, clock
 
     def get(self) -> Credentials:
-        from credd.cli_secrets import read_credentials_section
+        from credd.cli.secrets import read_credentials_section
 
         key_id, secret = read_credentials_section(str(self._path), self._section)
         return Credentials(key_id, secret)
@@ -83,7 +83,7 @@ class FileKeys:
 
 def key_holder(profile: str, store: Any, clock: Clock) -> StoreKeys | FileKeys:
     """The secret store when it holds the profile's keys, else the credentials file."""
-    from credd.cli_secrets import credentials_file_path
+    from credd.cli.secrets import credentials_file_path
     from credd.errors import SecretStoreError
 
     try:

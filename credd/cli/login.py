@@ -73,7 +73,7 @@ def _notify_daemon(args: argparse.Namespace, io: LoginCliIo, names: list[str]) -
 
 def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
     """What to say about ``name`` from the status the daemon reported after the refresh."""
-    from credd.commands import profile_ok
+    from credd.cli.app import profile_ok
 
     state = str(p.get("state") or "unknown")
     if profile_ok(dict(p)):

@@ -316,7 +316,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = keys_sub.add_parser("delete", help="remove a profile's long-term keys from the keyring")
     _profile(p)
     p.set_defaults(func=cmd_keys_delete)
-    from credd.cli_keys import register_rotate
+    from credd.cli.keys import register_rotate
 
     register_rotate(keys_sub)
 
