@@ -1,4 +1,4 @@
-"""``credd doctor [--json]``: check the environment end to end; one line per finding.
+"""The checks behind ``credd doctor`` (the command: credd/cli/doctor.py); one per finding.
 
 Checks, in order: the AWS files parse; they have not lost sections since credd's last-known-good
 copy (``--restore-files`` / ``--accept-files`` act on that); each managed profile has a plan and
@@ -10,8 +10,6 @@ endpoint settings say). Exit 0 only when no check fails. The JSON schema is in d
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -21,10 +19,10 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 
-from credd.aws import config as awsconfig
+from credd import awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import CreddError, SecretMissing
-from credd.secrets.store import SecretStore
+from credd.secrets import SecretStore
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MAX_SKEW_SECONDS = 30  # TOTP steps are 30 s; SigV4 itself allows 5 minutes
@@ -65,7 +63,7 @@ def check_files(
 
 def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
     """Each AWS file against credd's last-known-good copy: did it lose sections (a wipe)?"""
-    from credd.files import restore as filerestore
+    from credd import filerestore
 
     checks = []
     for name, path, errors in filerestore.aws_files(environ):
@@ -86,7 +84,7 @@ def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
 
 
 def check_store(store: SecretStore) -> Check:
-    from credd.secrets import files as filestore
+    from credd import filestore
 
     try:
         kind, source = filestore.selected()
@@ -340,44 +338,3 @@ def report(checks: list[Check]) -> dict[str, Any]:
         "ok": not any(c.status == FAIL for c in checks),
         "checks": [asdict(c) for c in checks],
     }
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from credd.paths import socket_path
-
-    if args.restore_files or args.accept_files:
-        from credd.files.restore import restore_files
-
-        return restore_files(None, sys.stdout, accepting=args.accept_files)
-    checks = run_checks(socket=str(socket_path(override=getattr(args, "socket", None))))
-    if args.json:
-        json.dump(report(checks), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        render(checks, sys.stdout)
-    return 0 if report(checks)["ok"] else 1
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``doctor`` to the main parser's subcommands."""
-    p = subparsers.add_parser(
-        "doctor", help="check the environment end to end and say what to fix",
-        description="Check the AWS files, each managed profile's plan and secrets, the secret "
-        "store, the daemon and its container endpoint, the systemd unit and the clock against "
-        "STS. One line per check; exit 0 only when none fails. See docs/doctor.md.",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the report as JSON (see docs)")
-    fix = p.add_mutually_exclusive_group()
-    fix.add_argument(
-        "--restore-files", action="store_true",
-        help="add back the sections the AWS files lost since credd's last-known-good copy",
-    )  # fmt: skip
-    fix.add_argument(
-        "--accept-files", action="store_true",
-        help="the AWS files are as you want them: make them credd's last-known-good copy",
-    )  # fmt: skip
-    p.add_argument(
-        "--socket", metavar="PATH",
-        help="the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_doctor)

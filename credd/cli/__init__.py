@@ -2,9 +2,9 @@
 
 ``credd get`` is dispatched before anything else is imported (no argparse, no boto3): it is
 what ``credential_process`` runs on every SDK refresh, so it starts at interpreter speed.
+Nothing else is imported here (not even ``__future__``): ``credd.cli`` is on that path too,
+and tests/test_getcmd.py pins what it loads. ``python -m credd.cli`` runs ``__main__.py``.
 """
-
-from __future__ import annotations
 
 import sys
 
@@ -18,7 +18,3 @@ def main(argv: list[str] | None = None) -> int:
     from credd.cli.app import run
 
     return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,80 +1,24 @@
 """``credd keys``, ``credd totp`` and ``credd secrets``: put secrets into the keyring.
 
-:func:`register` adds the subcommands to the main parser. Each sets ``func`` on the parsed
-arguments: ``args.func(args)`` runs it and returns the exit code. Secrets are read from a prompt
-(the secret part without echo) or, with ``--stdin``, from standard input; never from argv.
-Errors print one line on stderr and return the error's exit code.
+Secrets are read from a prompt (the secret part without echo) or, with ``--stdin``, from
+standard input; never from argv. Commands follow credd/cli/base.py: ``(args, io) -> exit code``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass as _getpass
 import json
 import os
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
+from credd.cli.base import Subparsers, command, group
+from credd.cli.io import Io
 from credd.errors import ConfigError, CreddError, ProfileNotFound, UsageError
 from credd.models import mask_key_id
 from credd.secrets.store import SecretStore, validate_access_key_id, validate_long_term_keys
 
 MAX_STDIN = 64 * 1024
-
-
-@dataclass
-class Io:
-    """Where a command reads and writes, and how it gets its SecretStore (test seams).
-
-    ``prompt`` asks for a visible line (default: write to ``stderr``, read from ``stdin``);
-    ``getpass`` asks without echo (default: :func:`getpass.getpass`, which uses the terminal).
-    """
-
-    stdin: TextIO = field(default_factory=lambda: sys.stdin)
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    prompt: Callable[[str], str] | None = None
-    getpass: Callable[[str], str] = _getpass.getpass
-    store_factory: Callable[[], SecretStore] = SecretStore
-
-    def say(self, text: str) -> None:
-        self.stdout.write(text + "\n")
-        self.stdout.flush()
-
-    def ask(self, text: str) -> str:
-        if self.prompt is not None:
-            return self.prompt(text)
-        self.stderr.write(text)
-        self.stderr.flush()
-        line = self.stdin.readline()
-        if not line:
-            raise EOFError
-        return line.rstrip("\r\n")
-
-
-Handler = Callable[..., int]
-
-
-def _guarded(fn: Callable[[argparse.Namespace, Io], int]) -> Handler:
-    """Turn a command body into a handler: default Io, errors -> one line + exit code."""
-
-    def handler(args: argparse.Namespace, io: Io | None = None) -> int:
-        io = io or Io()
-        try:
-            return fn(args, io)
-        except CreddError as exc:
-            io.stderr.write(f"credd: {exc}\n")
-            return exc.exit_code
-        except (EOFError, KeyboardInterrupt):
-            io.stderr.write("credd: cancelled; nothing was stored\n")
-            return 130
-
-    handler.__name__ = fn.__name__
-    handler.__doc__ = fn.__doc__
-    return handler
 
 
 def _read_stdin(io: Io) -> str:
@@ -87,8 +31,7 @@ def _read_stdin(io: Io) -> str:
 
 
 def _need_tty(io: Io, what: str) -> None:
-    isatty = getattr(io.stdin, "isatty", None)
-    if not (isatty and isatty()):
+    if not io.stdin_is_tty():
         raise UsageError(
             "standard input is not a terminal, so credd cannot prompt",
             hint=f"pass --stdin to read {what} from standard input",
@@ -126,7 +69,7 @@ def parse_keys_input(text: str) -> tuple[str, str]:
     return lines[0], lines[1]
 
 
-def _keys_set(args: argparse.Namespace, io: Io) -> int:
+def cmd_keys_set(args: argparse.Namespace, io: Io) -> int:
     """credd keys set PROFILE [--stdin]"""
     if not args.stdin:
         _need_tty(io, "the keys")
@@ -200,7 +143,7 @@ def read_credentials_section(path: str, section: str) -> tuple[str, str]:
     return key_id.strip(), secret.strip()
 
 
-def _keys_import(args: argparse.Namespace, io: Io) -> int:
+def cmd_keys_import(args: argparse.Namespace, io: Io) -> int:
     """credd keys import PROFILE [--from-section NAME]"""
     section = args.from_section or args.profile
     path = credentials_file_path()
@@ -228,7 +171,7 @@ def _keys_import(args: argparse.Namespace, io: Io) -> int:
     return 0
 
 
-def _keys_delete(args: argparse.Namespace, io: Io) -> int:
+def cmd_keys_delete(args: argparse.Namespace, io: Io) -> int:
     """credd keys delete PROFILE"""
     if io.store_factory().delete_long_term_keys(args.profile):
         io.say(f"Deleted the long-term keys of profile {args.profile} from the keyring.")
@@ -237,7 +180,7 @@ def _keys_delete(args: argparse.Namespace, io: Io) -> int:
     return 0
 
 
-def _totp_set(args: argparse.Namespace, io: Io) -> int:
+def cmd_totp_set(args: argparse.Namespace, io: Io) -> int:
     """credd totp set PROFILE [--stdin]"""
     if not args.stdin:
         _need_tty(io, "the seed")
@@ -248,12 +191,13 @@ def _totp_set(args: argparse.Namespace, io: Io) -> int:
     else:
         value = io.getpass("TOTP seed or otpauth:// URI (not shown): ").strip()
     store.set_totp_seed(args.profile, value)
-    io.say(f"Stored the TOTP seed for profile {args.profile} in the keyring "
-           f"({store.backend_name()}).")  # fmt: skip
+    io.say(
+        f"Stored the TOTP seed for profile {args.profile} in the keyring ({store.backend_name()})."
+    )
     return 0
 
 
-def _totp_delete(args: argparse.Namespace, io: Io) -> int:
+def cmd_totp_delete(args: argparse.Namespace, io: Io) -> int:
     """credd totp delete PROFILE"""
     if io.store_factory().delete_totp_seed(args.profile):
         io.say(f"Deleted the TOTP seed of profile {args.profile} from the keyring.")
@@ -262,84 +206,98 @@ def _totp_delete(args: argparse.Namespace, io: Io) -> int:
     return 0
 
 
-def _secrets_check(args: argparse.Namespace, io: Io) -> int:
-    """credd secrets check"""
+def cmd_secrets_check(args: argparse.Namespace, io: Io) -> int:
+    """credd secrets check [--json]"""
     store = io.store_factory()
-    io.say(f"backend: {store.backend_name()}")
-    store.check()
-    io.say("keyring: usable")
+    if not args.json:
+        io.say(f"backend: {store.backend_name()}")
+        store.check()
+        io.say("keyring: usable")
+        return 0
+    try:
+        store.check()
+    except CreddError as exc:
+        io.json({"backend": store.backend_name(), "usable": False, "error": exc.to_json()})
+        raise
+    io.json({"backend": store.backend_name(), "usable": True})
     return 0
-
-
-cmd_keys_set = _guarded(_keys_set)
-cmd_keys_import = _guarded(_keys_import)
-cmd_keys_delete = _guarded(_keys_delete)
-cmd_totp_set = _guarded(_totp_set)
-cmd_totp_delete = _guarded(_totp_delete)
-cmd_secrets_check = _guarded(_secrets_check)
 
 
 def _profile(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("profile", metavar="PROFILE", help="the AWS profile name")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``keys``, ``totp`` and ``secrets`` to the main parser's subcommands."""
-    keys = subparsers.add_parser(
-        "keys", help="store or remove an IAM user's long-term keys in the keyring",
+def register(sub: Subparsers) -> None:
+    """``keys`` (with ``keys rotate`` from :mod:`credd.cli.keys`), ``totp``, ``secrets``."""
+    keys = group(
+        sub,
+        "keys",
+        "store or remove an IAM user's long-term keys in the keyring",
         description="Long-term AWS keys live in the OS keyring (see docs/secrets.md).",
-    )  # fmt: skip
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
-    p = keys_sub.add_parser(
-        "set", help="store long-term keys (prompted, or read with --stdin)",
+    )
+    p = command(
+        keys,
+        "set",
+        cmd_keys_set,
+        "store long-term keys (prompted, or read with --stdin)",
         description="Prompt for the access key id and (without echo) the secret access key, "
         "or read them with --stdin. Secrets are never taken from the command line.",
-    )  # fmt: skip
+        cancelled="cancelled; nothing was stored",
+    )
     _profile(p)
     p.add_argument(
-        "--stdin", action="store_true",
+        "--stdin",
+        action="store_true",
         help='read two lines (key id, secret) or JSON {"AccessKeyId", "SecretAccessKey"} '
         "from standard input",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_keys_set)
-    p = keys_sub.add_parser(
-        "import", help="copy long-term keys from the credentials file into the keyring",
+    )
+    p = command(
+        keys,
+        "import",
+        cmd_keys_import,
+        "copy long-term keys from the credentials file into the keyring",
         description="Read a section of the shared credentials file (not changed) and store "
         "its keys in the keyring; then tells you how to remove the plain-text copy.",
-    )  # fmt: skip
+    )
     _profile(p)
     p.add_argument(
-        "--from-section", metavar="NAME",
+        "--from-section",
+        metavar="NAME",
         help="the credentials file section to read (default: PROFILE)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_keys_import)
-    p = keys_sub.add_parser("delete", help="remove a profile's long-term keys from the keyring")
+    )
+    p = command(
+        keys, "delete", cmd_keys_delete, "remove a profile's long-term keys from the keyring"
+    )
     _profile(p)
-    p.set_defaults(func=cmd_keys_delete)
     from credd.cli.keys import register_rotate
 
-    register_rotate(keys_sub)
+    register_rotate(keys)
 
-    totp = subparsers.add_parser(
-        "totp", help="store or remove a TOTP seed (an unattended MFA code source)",
+    totp = group(
+        sub,
+        "totp",
+        "store or remove a TOTP seed (an unattended MFA code source)",
         description="A TOTP seed in the keyring lets credd make MFA codes by itself.",
-    )  # fmt: skip
-    totp_sub = totp.add_subparsers(dest="totp_command", metavar="COMMAND", required=True)
-    p = totp_sub.add_parser(
-        "set", help="store a TOTP seed or otpauth:// URI (prompted, or read with --stdin)",
+    )
+    p = command(
+        totp,
+        "set",
+        cmd_totp_set,
+        "store a TOTP seed or otpauth:// URI (prompted, or read with --stdin)",
         description="Prompt (without echo) for the base32 seed or otpauth://totp/ URI of the "
         "profile's MFA device, or read it with --stdin. Never taken from the command line.",
-    )  # fmt: skip
+        cancelled="cancelled; nothing was stored",
+    )
     _profile(p)
     p.add_argument("--stdin", action="store_true", help="read the seed or URI from standard input")
-    p.set_defaults(func=cmd_totp_set)
-    p = totp_sub.add_parser("delete", help="remove a profile's TOTP seed from the keyring")
+    p = command(totp, "delete", cmd_totp_delete, "remove a profile's TOTP seed from the keyring")
     _profile(p)
-    p.set_defaults(func=cmd_totp_delete)
 
-    secrets = subparsers.add_parser("secrets", help="inspect the secret store")
-    secrets_sub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", required=True)
-    p = secrets_sub.add_parser(
-        "check", help="show the keyring backend and whether it is usable (exit 0 if so)"
+    secrets = group(sub, "secrets", "inspect the secret store")
+    p = command(
+        secrets,
+        "check",
+        cmd_secrets_check,
+        "show the keyring backend and whether it is usable (exit 0 if so)",
     )
-    p.set_defaults(func=cmd_secrets_check)
+    p.add_argument("--json", action="store_true", help="{backend, usable, error?} as JSON")
