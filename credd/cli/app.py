@@ -66,11 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in GROUPS:
-        if name == "env":
-            from credd import exec_env
-
-            _legacy(sub, exec_env.register)
-            continue
         if name == "actions":
             from credd import console, detach, presign, relay, service
 

@@ -63,7 +63,8 @@ def guarded(body: Body, *, cancelled: str = "cancelled") -> Handler:
         except Exception as exc:
             if os.environ.get("CREDD_DEBUG"):
                 raise
-            name = " ".join(filter(None, (args.__dict__.get("command"), _sub(args))))
+            top = args.__dict__.get("command")  # `exec` has its own `command` argument
+            name = " ".join(filter(None, (top if isinstance(top, str) else "", _sub(args))))
             io.warn(
                 f"internal error: {type(exc).__name__} in `credd {name}`; this is a bug "
                 "(CREDD_DEBUG=1 shows the traceback)"
