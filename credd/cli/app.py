@@ -8,12 +8,11 @@ already turns every outcome into an exit code (the one error wrapper).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import import_module
-from typing import Any
 
 from credd import __version__
-from credd.cli.base import Subparsers, command, guarded, socket_parent
+from credd.cli.base import command, socket_parent
 from credd.cli.io import Io
 
 PROG = "credd"
@@ -45,33 +44,10 @@ def cmd_version(args: argparse.Namespace, io: Io) -> int:
     return 0
 
 
-def _legacy(sub: Subparsers, register: Callable[[Any], None]) -> None:
-    """Glue still inside a library module (moves to credd/cli/ with the package layout):
-    mount it, then give its handler the one error wrapper."""
-    before = set(sub.choices)
-    register(sub)
-    for name in set(sub.choices) - before:
-        parser = sub.choices[name]
-        old: Callable[[argparse.Namespace], int] = parser.get_default(
-            "handler"
-        ) or parser.get_default("func")
-
-        def body(args: argparse.Namespace, io: Io, old: Any = old) -> int:
-            return int(old(args))
-
-        parser.set_defaults(handler=None, func=guarded(body))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in GROUPS:
-        if name == "actions":
-            from credd import console, detach, presign, relay, service
-
-            for module in (service, detach, relay, presign, console):
-                _legacy(sub, module.register)
-            continue
         import_module(f"credd.cli.{name}").register(sub)
     p = command(sub, "version", cmd_version, "print credd's version")
     p.add_argument("--json", action="store_true", help='{"version": ...}')

@@ -1,6 +1,6 @@
 """``credd daemon`` (foreground, or ``--detach``), ``credd stop``, ``credd service``: running
-the daemon. The daemon itself is :mod:`credd.daemon`; detaching and the systemd units are
-library modules this file only drives."""
+the daemon. The daemon itself is :mod:`credd.daemon`; detaching (:mod:`credd.detach`) and the
+systemd units (:mod:`credd.service`) are library modules these commands only drive."""
 
 from __future__ import annotations
 
@@ -29,8 +29,34 @@ def cmd_daemon(args: argparse.Namespace, io: Io) -> int:
     return run(socket, log_level=args.log_level, endpoint=endpoint)
 
 
+def cmd_stop(args: argparse.Namespace, io: Io) -> int:
+    from credd.detach import stop
+    from credd.paths import socket_path
+
+    return stop(socket_path(override=args.socket))
+
+
+def cmd_service(args: argparse.Namespace, io: Io) -> int:
+    from credd import service
+
+    systemctl = getattr(args, "systemctl", None) or service.Systemctl()  # a seam for tests
+    if args.action == "install":
+        io.say("\n".join(service.install(systemctl, start=not args.no_start)))
+    elif args.action == "uninstall":
+        io.say("\n".join(service.uninstall(systemctl)))
+    elif args.json:
+        report = service.status_report(systemctl)
+        io.json(report)
+        return 0 if report["active"] else 3
+    else:
+        code, text = service.status(systemctl)
+        io.say(text)
+        return code
+    return 0
+
+
 def register(sub: Subparsers) -> None:
-    """``daemon``."""
+    """``daemon``, ``service``, ``stop``."""
     p = command(
         sub,
         "daemon",
@@ -57,4 +83,26 @@ def register(sub: Subparsers) -> None:
         type=int,
         metavar="N",
         help="read the encrypted secret store's passphrase from file descriptor N",
+    )
+
+    p = command(
+        sub,
+        "service",
+        cmd_service,
+        "run credd as a systemd user service: install, uninstall, status",
+    )
+    p.add_argument(
+        "action",
+        choices=("install", "uninstall", "status"),
+        help="install (write, enable, start), uninstall (stop, disable, remove), status",
+    )
+    p.add_argument(
+        "--no-start", action="store_true", help="install: enable but do not start the units"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="status: {active, units: [...], error?} as JSON"
+    )
+
+    command(
+        sub, "stop", cmd_stop, "stop the daemon started with `credd daemon --detach`", socket=True
     )
