@@ -87,3 +87,12 @@ def test_socket_is_declared_once() -> None:
 
     walk(build_parser())
     assert len(found) >= 15 and all(a is shared for a in found)
+
+
+def test_every_cli_module_with_commands_is_mounted() -> None:
+    """Each credd/cli/<group>.py with a register() is in app.GROUPS (one registration style)."""
+    from credd.cli.app import GROUPS
+
+    cli = Path(__file__).parent.parent / "credd" / "cli"
+    with_register = {p.stem for p in cli.glob("*.py") if "\ndef register(" in p.read_text()}
+    assert with_register == set(GROUPS)

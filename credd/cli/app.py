@@ -29,6 +29,7 @@ GROUPS = (
     "login",
     "store",
     "forget",
+    "relay",
     "doctor",
     "actions",
     "vault",
