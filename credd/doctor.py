@@ -273,7 +273,7 @@ def check_clock(config: awsconfig.AwsConfig | None, clock: Clock) -> Check:
 def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
     """One line per IAM user's stored key: warn when older than ``credd_key_max_age`` (else
     90 days). See docs/keys.md."""
-    from credd.cli.keys import DEFAULT_WARN_AGE, key_ages
+    from credd.rotation import DEFAULT_WARN_AGE, key_ages
 
     checks = []
     try:

@@ -67,3 +67,25 @@ def test_command_registers_the_wrapped_body_and_io_prints_json() -> None:
     assert args.func(args, Io(stdout=out)) == 0 and json.loads(out.getvalue()) == {"ok": "/s"}
     args = parser.parse_args(["x", "--fail"])
     assert args.func(args, Io(stdout=io.StringIO(), stderr=io.StringIO())) == 3
+
+
+def test_only_the_cli_imports_the_cli() -> None:
+    """Data flows one way: commands use the library, the library never reaches into credd.cli."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in (root / "credd").rglob("*.py"):
+        if "cli" in path.relative_to(root / "credd").parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n == "credd.cli" or n.startswith("credd.cli.") for n in names):
+                offenders.append(str(path.relative_to(root)))
+    # the demo (leaving for credd_sandbox) shows the status table as `credd status` prints it
+    assert set(offenders) <= {"credd/demo.py"}, offenders

@@ -13,7 +13,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,9 @@ from credd.cli.io import Io
 from credd.clock import Clock, SystemClock
 from credd.errors import AwsAccessDenied, CreddError, SecretMissing, UsageError
 from credd.models import Credentials, mask_key_id
-from credd.rotation import Iam, Rotator, key_created
+from credd.rotation import Iam, Rotator, key_ages
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WARN_AGE = 90 * 86400  # doctor warns past this when credd_key_max_age is not set
 
 
 class StoreKeys:
@@ -56,7 +53,7 @@ class FileKeys:
         self._path, self._section, self._clock = path, section, clock
 
     def get(self) -> Credentials:
-        from credd.cli.secrets import read_credentials_section
+        from credd.sources.keys import read_credentials_section
 
         key_id, secret = read_credentials_section(str(self._path), self._section)
         return Credentials(key_id, secret)
@@ -83,8 +80,8 @@ class FileKeys:
 
 def key_holder(profile: str, store: Any, clock: Clock) -> StoreKeys | FileKeys:
     """The secret store when it holds the profile's keys, else the credentials file."""
-    from credd.cli.secrets import credentials_file_path
     from credd.errors import SecretStoreError
+    from credd.sources.keys import credentials_file_path
 
     try:
         if store.get_long_term_keys(profile) is not None:
@@ -277,33 +274,6 @@ def _rotate_due(args: argparse.Namespace, io: Io, clock: Clock) -> int:
             failed += 1
             io.warn(str(exc))
     return 1 if failed else 0
-
-
-def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
-    """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
-    manages whose keys are in the secret store."""
-    from credd import awsconfig
-    from credd.awsconfig import parse_duration
-
-    out = []
-    for name, managed in awsconfig.load().managed.items():
-        if managed.kind != "session-token":
-            continue
-        try:
-            keys = store.get_long_term_keys(name)
-        except CreddError:
-            continue
-        if keys is None:
-            continue
-        created = key_created(store, name, keys.access_key_id)
-        raw = str(managed.raw.get("credd_key_max_age") or "").strip().lower()
-        max_age = None
-        if raw:
-            days = raw[:-1] if raw.endswith("d") else None
-            seconds = int(days) * 86400 if days and days.isdigit() else parse_duration(raw)
-            max_age = timedelta(seconds=seconds)
-        out.append((name, clock.now() - created if created else None, max_age))
-    return out
 
 
 def status_keys(profile: str | None = None) -> list[dict[str, Any]]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 from typing import Any
 
 from credd.cli.base import Subparsers, command, group
 from credd.cli.io import Io
-from credd.errors import ConfigError, CreddError, ProfileNotFound, UsageError
+from credd.errors import CreddError, UsageError
 from credd.models import mask_key_id
 from credd.secrets.store import SecretStore, validate_access_key_id, validate_long_term_keys
 
@@ -100,51 +99,10 @@ def _remember_stored(store: SecretStore, profile: str, key_id: str) -> None:
         remember_key_age(store, profile, key_id, SystemClock().now())
 
 
-def credentials_file_path() -> str:
-    """The shared credentials file, as botocore finds it."""
-    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
-    return os.path.expanduser(os.path.expandvars(path))
-
-
-def read_credentials_section(path: str, section: str) -> tuple[str, str]:
-    """Long-term keys from one section of the credentials file (read with botocore's loader)."""
-    from botocore.configloader import raw_config_parse
-    from botocore.exceptions import ConfigNotFound, ConfigParseError
-
-    try:
-        sections: dict[str, Any] = raw_config_parse(path)
-    except ConfigNotFound:
-        raise ProfileNotFound(
-            f"the credentials file {path} does not exist",
-            hint="use `credd keys set PROFILE` to type the keys in instead",
-        ) from None
-    except ConfigParseError:
-        # configparser's message can quote a line of the file (a secret): never repeat it
-        raise ConfigError(
-            f"the credentials file {path} cannot be parsed", hint="fix its syntax"
-        ) from None
-    values = sections.get(section)
-    if not isinstance(values, dict):
-        raise ProfileNotFound(
-            f"no section [{section}] in {path}",
-            hint="name the section with --from-section",
-        )
-    if values.get("aws_session_token"):
-        raise ConfigError(
-            f"section [{section}] of {path} holds temporary credentials (aws_session_token)",
-            hint="import a section with an IAM user's long-term keys",
-        )
-    key_id, secret = values.get("aws_access_key_id"), values.get("aws_secret_access_key")
-    if not isinstance(key_id, str) or not isinstance(secret, str) or not key_id or not secret:
-        raise ConfigError(
-            f"section [{section}] of {path} has no aws_access_key_id/aws_secret_access_key",
-            hint="name the section that holds the keys with --from-section",
-        )
-    return key_id.strip(), secret.strip()
-
-
 def cmd_keys_import(args: argparse.Namespace, io: Io) -> int:
     """credd keys import PROFILE [--from-section NAME]"""
+    from credd.sources.keys import credentials_file_path, read_credentials_section
+
     section = args.from_section or args.profile
     path = credentials_file_path()
     key_id, secret = read_credentials_section(path, section)
