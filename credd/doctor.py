@@ -19,10 +19,10 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 
-from credd import awsconfig
+from credd.aws import config as awsconfig
 from credd.clock import Clock, SystemClock
 from credd.errors import CreddError, SecretMissing
-from credd.secrets import SecretStore
+from credd.secrets.store import SecretStore
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MAX_SKEW_SECONDS = 30  # TOTP steps are 30 s; SigV4 itself allows 5 minutes
@@ -63,7 +63,7 @@ def check_files(
 
 def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
     """Each AWS file against credd's last-known-good copy: did it lose sections (a wipe)?"""
-    from credd import filerestore
+    from credd.files import restore as filerestore
 
     checks = []
     for name, path, errors in filerestore.aws_files(environ):
@@ -84,7 +84,7 @@ def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
 
 
 def check_store(store: SecretStore) -> Check:
-    from credd import filestore
+    from credd.secrets import files as filestore
 
     try:
         kind, source = filestore.selected()
@@ -273,7 +273,7 @@ def check_clock(config: awsconfig.AwsConfig | None, clock: Clock) -> Check:
 def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
     """One line per IAM user's stored key: warn when older than ``credd_key_max_age`` (else
     90 days). See docs/keys.md."""
-    from credd.rotation import DEFAULT_WARN_AGE, key_ages
+    from credd.actions.rotation import DEFAULT_WARN_AGE, key_ages
 
     checks = []
     try:

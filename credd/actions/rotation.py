@@ -317,8 +317,8 @@ def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | No
 def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
     """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
     manages whose keys are in the secret store."""
-    from credd import awsconfig
-    from credd.awsconfig import parse_duration
+    from credd.aws import config as awsconfig
+    from credd.aws.config import parse_duration
 
     out = []
     for name, managed in awsconfig.load().managed.items():

@@ -1,7 +1,8 @@
 """``credd presign`` and ``credd console``: one-shot operations with a profile's credentials.
 
-The work is in :mod:`credd.presign` (choosing a signer that can honour the lifetime, botocore's
-presigner) and :mod:`credd.console` (federation sign-in URLs); these are their commands.
+The work is in :mod:`credd.actions.presign` (choosing a signer that can honour the lifetime,
+botocore's presigner) and :mod:`credd.actions.console` (federation sign-in URLs); these are
+their commands.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def _targets(args: argparse.Namespace, io: Io) -> list[tuple[str, str]]:
-    from credd.presign import parse_target, read_targets
+    from credd.actions.presign import parse_target, read_targets
 
     if bool(args.target) == bool(args.from_file):
         raise UsageError("name one s3://BUCKET/KEY, or a list with --from-file (not both)")
@@ -34,9 +35,10 @@ def _targets(args: argparse.Namespace, io: Io) -> list[tuple[str, str]]:
 
 
 def cmd_presign(args: argparse.Namespace, io: Io) -> int:
-    from credd import awsconfig, presign
+    from credd.actions import presign
+    from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     clock = SystemClock()
     seconds = presign.parse_lifetime(args.expires)
@@ -72,7 +74,8 @@ def cmd_presign(args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_console(args: argparse.Namespace, io: Io) -> int:
-    from credd import awsconfig, console
+    from credd.actions import console
+    from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
 
     name = args.profile or awsconfig.profile_from_env() or "default"

@@ -108,7 +108,7 @@ def group(sub: Subparsers, name: str, help: str, *, description: str | None = No
 
 def profile_arg(args: argparse.Namespace) -> str:
     """The PROFILE argument, else ``$AWS_PROFILE``; a usage error when neither is given."""
-    from credd.awsconfig import profile_from_env
+    from credd.aws.config import profile_from_env
 
     name = args.profile or profile_from_env()
     if not name:

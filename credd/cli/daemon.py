@@ -1,6 +1,7 @@
 """``credd daemon`` (foreground, or ``--detach``), ``credd stop``, ``credd service``: running
-the daemon. The daemon itself is :mod:`credd.daemon`; detaching (:mod:`credd.detach`) and the
-systemd units (:mod:`credd.service`) are library modules these commands only drive."""
+the daemon. The daemon itself is :mod:`credd.daemon.main`; detaching
+(:mod:`credd.daemon.detach`) and the systemd units (:mod:`credd.daemon.units`) are library
+modules these commands only drive."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from credd.cli.io import Io
 
 
 def cmd_daemon(args: argparse.Namespace, io: Io) -> int:
-    from credd.daemon import run
-    from credd.endpoint import EndpointSettings
+    from credd.daemon.main import run
     from credd.paths import socket_path
+    from credd.server.endpoint import EndpointSettings
 
     if args.passphrase_fd is not None:  # the encrypted secret store's passphrase, read once
         os.environ["CREDD_PASSPHRASE_FD"] = str(args.passphrase_fd)
     endpoint = EndpointSettings.resolve(port=args.endpoint_port, disabled=args.no_endpoint)
     socket = socket_path(override=args.socket)
     if args.detach:
-        from credd.detach import start_detached
+        from credd.daemon.detach import start_detached
 
         return start_detached(
             socket, lambda: run(socket, log_level=args.log_level, endpoint=endpoint)
@@ -30,14 +31,14 @@ def cmd_daemon(args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_stop(args: argparse.Namespace, io: Io) -> int:
-    from credd.detach import stop
+    from credd.daemon.detach import stop
     from credd.paths import socket_path
 
     return stop(socket_path(override=args.socket))
 
 
 def cmd_service(args: argparse.Namespace, io: Io) -> int:
-    from credd import service
+    from credd.daemon import units as service
 
     systemctl = getattr(args, "systemctl", None) or service.Systemctl()  # a seam for tests
     if args.action == "install":

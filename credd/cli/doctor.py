@@ -15,7 +15,7 @@ def cmd_doctor(args: argparse.Namespace, io: Io) -> int:
     from credd.paths import socket_path
 
     if args.restore_files or args.accept_files:
-        from credd.filerestore import restore_files
+        from credd.files.restore import restore_files
 
         return restore_files(None, io.stdout, accepting=args.accept_files)
     checks = doctor.run_checks(socket=str(socket_path(override=args.socket)))

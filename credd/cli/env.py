@@ -2,7 +2,7 @@
 
 Both ask the daemon (over its socket) for the endpoint (the container endpoint's URL and token
 file, or with ``--imds`` a profile's IMDS endpoint), check the profile is one it manages, and
-apply or print the environment :mod:`credd.envplan` builds. ``credd exec --min-lifetime``
+apply or print the environment :mod:`credd.server.envplan` builds. ``credd exec --min-lifetime``
 first makes sure the credentials last that long (the lifetime guard, :mod:`credd.lifetime`).
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 
 from credd.cli.base import Subparsers, command
 from credd.cli.io import Io
-from credd.envplan import (
+from credd.errors import DaemonUnavailable, UsageError
+from credd.server.envplan import (
     EnvPlan,
     build_imds_plan,
     build_plan,
@@ -24,7 +25,6 @@ from credd.envplan import (
     render,
     require_managed,
 )
-from credd.errors import DaemonUnavailable, UsageError
 
 __all__ = ["register"]
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from credd.client import Client
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
 
 def _secret_store() -> SecretStore:
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     return SecretStore()
 

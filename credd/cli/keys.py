@@ -1,4 +1,4 @@
-"""``credd keys rotate`` (and ``--due``): the CLI side of :mod:`credd.rotation` (docs/keys.md).
+"""``credd keys rotate`` (and ``--due``): the CLI side of :mod:`credd.actions.rotation`.
 
 Where the keys live decides how the new pair is stored: the secret store (one atomic entry), or
 the credentials file section they came from (rewritten in place under credd's lock, temp file +
@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from credd.actions.rotation import Iam, Rotator, key_ages
 from credd.cli.base import Subparsers, command
 from credd.cli.io import Io
 from credd.clock import Clock, SystemClock
 from credd.errors import AwsAccessDenied, CreddError, SecretMissing, UsageError
 from credd.models import Credentials, mask_key_id
-from credd.rotation import Iam, Rotator, key_ages
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class StoreKeys:
 
 
 class FileKeys:
-    """Keys in a credentials file section, rewritten in place by :mod:`credd.inifile`."""
+    """Keys in a credentials file section, rewritten in place by :mod:`credd.files.ini`."""
 
     where = "credentials file"
 
@@ -59,7 +59,7 @@ class FileKeys:
         return Credentials(key_id, secret)
 
     def put(self, keys: Credentials) -> None:
-        from credd import inifile
+        from credd.files import ini as inifile
 
         def transform(text: str) -> str:
             updater = inifile.parse_ini(text, self._path, inifile.CREDENTIALS_ERRORS)
@@ -173,7 +173,7 @@ def _daemon_session(profile: str, socket: str | None) -> Callable[[], Credential
 def _mfa_session(
     profile: str, store: Any, clients: Any, clock: Clock, code: str | None
 ) -> Callable[[], Credentials] | None:
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
 
     managed = awsconfig.load().managed.get(profile)
     if managed is None or managed.kind != "session-token":
@@ -199,7 +199,7 @@ def _mfa_session(
 
 def build_rotator(args: argparse.Namespace, clock: Clock) -> tuple[Rotator, IamCredentials]:
     from credd.aws.clients import ClientFactory
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     store = SecretStore()
     holder = key_holder(args.profile, store, clock)
@@ -262,7 +262,7 @@ def _mask(key_id: str | None) -> str | None:
 
 def _rotate_due(args: argparse.Namespace, io: Io, clock: Clock) -> int:
     """Every credd profile whose ``credd_key_max_age`` has passed (for a timer or cron)."""
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     failed = 0
     for name, age, max_age in key_ages(SecretStore(), clock):
@@ -279,7 +279,7 @@ def _rotate_due(args: argparse.Namespace, io: Io, clock: Clock) -> int:
 def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
     """For ``credd status``: each IAM user's stored key age (best effort: ``[]`` when the secret
     store or the files cannot be read)."""
-    from credd.secrets import SecretStore
+    from credd.secrets.store import SecretStore
 
     try:
         ages = key_ages(SecretStore(allow_prompt=False, passphrase_prompt=False), SystemClock())

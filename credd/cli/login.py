@@ -69,7 +69,7 @@ def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
 
 
 def cmd_login(args: argparse.Namespace, io: Io) -> int:
-    from credd.awsconfig import profile_from_env
+    from credd.aws.config import profile_from_env
     from credd.sso.login import LoginFlow, LoginIo
     from credd.sso.settings import (
         load_full_config,

@@ -1,5 +1,5 @@
 """``credd enable`` and ``credd disable``: which profiles credd manages (edits the AWS config,
-keeps comments; see :mod:`credd.config_edit`)."""
+keeps comments; see :mod:`credd.files.config`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from credd.errors import CreddError, UsageError
 
 def _duration_setting(profile: str, text: str) -> dict[str, str]:
     """``--duration``: a role's own ``duration_seconds``, an IAM user's session length."""
-    from credd import awsconfig
+    from credd.aws import config as awsconfig
 
     try:
         seconds = awsconfig.parse_duration(text)
@@ -32,7 +32,7 @@ def _duration_setting(profile: str, text: str) -> dict[str, str]:
 
 
 def cmd_enable(args: argparse.Namespace, io: Io) -> int:
-    from credd.config_edit import enable_profile
+    from credd.files.config import enable_profile
 
     settings: dict[str, str] = {}
     if args.mfa_source:
@@ -51,7 +51,7 @@ def cmd_enable(args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_disable(args: argparse.Namespace, io: Io) -> int:
-    from credd.config_edit import disable_profile
+    from credd.files.config import disable_profile
 
     changed = disable_profile(args.profile)
     io.say(f"{args.profile}: " + ("no longer managed by credd" if changed else "was not managed"))

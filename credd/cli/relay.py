@@ -1,5 +1,5 @@
 """``credd relay --netns NAME|PATH [--port PORT ...]``: the daemon's loopback endpoints, reachable
-on 127.0.0.1 inside a container's network namespace (the relay itself: :mod:`credd.relay`)."""
+on 127.0.0.1 inside a container's network namespace (the relay: :mod:`credd.server.relay`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from credd.errors import UsageError
 
 
 def cmd_relay(args: argparse.Namespace, io: Io) -> int:
-    from credd.relay import listen_in_netns, netns_path, serve
+    from credd.server.relay import listen_in_netns, netns_path, serve
 
     ports = args.port or []
     if not ports:

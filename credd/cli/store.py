@@ -2,7 +2,7 @@
 
 The choice is explicit: ``init`` creates the store and records it in
 ``$XDG_CONFIG_HOME/credd/secret-store``; ``CREDD_SECRET_STORE`` overrides that record. See
-:mod:`credd.filestore` and docs/secrets.md.
+:mod:`credd.secrets.files` and docs/secrets.md.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import argparse
 import os
 from collections.abc import Callable
 
-from credd import filestore
 from credd.cli.base import Subparsers, command, group
 from credd.cli.io import Io
 from credd.errors import UsageError
+from credd.secrets import files as filestore
 
 MIN_PASSPHRASE = 8
 
