@@ -47,7 +47,7 @@ REQUEST_CLOSE = build_request("GET", f"/v1/credentials/{PROFILE}", close=True)
 REQUEST_KEEP = build_request("GET", f"/v1/credentials/{PROFILE}", close=False)
 
 Call = Callable[[], None]
-LAUNCH = "import sys; from credd.getcmd import main; sys.exit(main(sys.argv[1:]))"
+LAUNCH = "import sys; from credd.cli.get import main; sys.exit(main(sys.argv[1:]))"
 
 
 # -- socket latency -------------------------------------------------------------------------
@@ -223,8 +223,8 @@ def get_commands(credd_sock: str, venv: Path | None) -> dict[str, list[str]]:
     py = sys.executable
     cmds = {
         "[venv] python -c pass": [py, "-c", "pass"],
-        "[venv] credd.getcmd.main (python -c)": [py, "-c", LAUNCH, *args],
-        "[venv] python -m credd.getcmd": [py, "-m", "credd.getcmd", *args],
+        "[venv] credd.cli.get.main (python -c)": [py, "-c", LAUNCH, *args],
+        "[venv] python -m credd.cli.get": [py, "-m", "credd.cli.get", *args],
     }
     script = Path(sys.executable).parent / "credd"
     if script.exists():
@@ -232,7 +232,7 @@ def get_commands(credd_sock: str, venv: Path | None) -> dict[str, list[str]]:
     if venv is not None:
         plain = str(venv / "bin" / "python")
         cmds["[plain] python -c pass"] = [plain, "-c", "pass"]
-        cmds["[plain] credd.getcmd.main (python -c)"] = [plain, "-c", LAUNCH, *args]
+        cmds["[plain] credd.cli.get.main (python -c)"] = [plain, "-c", LAUNCH, *args]
         cmds["[plain] credd get (shipped launcher)"] = [str(venv / "bin" / "credd"), "get", *args]
         cmds["[plain] credd get (pip wrapper, reference)"] = [
             str(venv / "bin" / "credd-pip-wrapper"),

@@ -1,4 +1,4 @@
-"""``credd doctor [--json]``: check the environment end to end; one line per finding.
+"""The checks behind ``credd doctor`` (the command: credd/cli/doctor.py); one per finding.
 
 Checks, in order: the AWS files parse; they have not lost sections since credd's last-known-good
 copy (``--restore-files`` / ``--accept-files`` act on that); each managed profile has a plan and
@@ -10,8 +10,6 @@ endpoint settings say). Exit 0 only when no check fails. The JSON schema is in d
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -270,7 +268,7 @@ def check_clock(config: awsconfig.AwsConfig | None, clock: Clock) -> Check:
 def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
     """One line per IAM user's stored key: warn when older than ``credd_key_max_age`` (else
     90 days). See docs/keys.md."""
-    from credd.cli_keys import DEFAULT_WARN_AGE, key_ages
+    from credd.actions.rotation import DEFAULT_WARN_AGE, key_ages
 
     checks = []
     try:
@@ -335,44 +333,3 @@ def report(checks: list[Check]) -> dict[str, Any]:
         "ok": not any(c.status == FAIL for c in checks),
         "checks": [asdict(c) for c in checks],
     }
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from credd.paths import socket_path
-
-    if args.restore_files or args.accept_files:
-        from credd.files.restore import restore_files
-
-        return restore_files(None, sys.stdout, accepting=args.accept_files)
-    checks = run_checks(socket=str(socket_path(override=getattr(args, "socket", None))))
-    if args.json:
-        json.dump(report(checks), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        render(checks, sys.stdout)
-    return 0 if report(checks)["ok"] else 1
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``doctor`` to the main parser's subcommands."""
-    p = subparsers.add_parser(
-        "doctor", help="check the environment end to end and say what to fix",
-        description="Check the AWS files, each managed profile's plan and secrets, the secret "
-        "store, the daemon and its container endpoint, the systemd unit and the clock against "
-        "STS. One line per check; exit 0 only when none fails. See docs/doctor.md.",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the report as JSON (see docs)")
-    fix = p.add_mutually_exclusive_group()
-    fix.add_argument(
-        "--restore-files", action="store_true",
-        help="add back the sections the AWS files lost since credd's last-known-good copy",
-    )  # fmt: skip
-    fix.add_argument(
-        "--accept-files", action="store_true",
-        help="the AWS files are as you want them: make them credd's last-known-good copy",
-    )  # fmt: skip
-    p.add_argument(
-        "--socket", metavar="PATH",
-        help="the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_doctor)

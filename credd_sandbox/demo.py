@@ -298,8 +298,8 @@ class Demo:
             print(line.rstrip(), flush=True)
 
     def show_status(self) -> None:
+        from credd.cli.status import render_status
         from credd.client import Client
-        from credd.commands import render_status
 
         try:
             status = Client(self.socket, timeout=5).status()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from credd.cli_secrets import Io, register
+from credd.cli.io import Io
+from credd.cli.secrets import register
 from tests.fixtures.keyring import KeyringEnv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ SECRETS = (SECRET, SEED, SEED.lower())
 
 MAIN = """
 import argparse, sys
-from credd.cli_secrets import register
+from credd.cli.secrets import register
 parser = argparse.ArgumentParser(prog="credd")
 register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args()
@@ -464,14 +465,14 @@ def test_real_terminal_prompts_echo_the_key_id_but_not_the_secrets(
 
 
 def test_handlers_are_plain_functions_returning_exit_codes(keyring_env: KeyringEnv) -> None:
-    from credd import cli_secrets
+    from credd.cli import secrets as cli_secrets
 
     handlers: list[Callable[..., int]] = [
         cli_secrets.cmd_keys_set, cli_secrets.cmd_keys_import, cli_secrets.cmd_keys_delete,
         cli_secrets.cmd_totp_set, cli_secrets.cmd_totp_delete, cli_secrets.cmd_secrets_check,
     ]  # fmt: skip
     args = make_parser().parse_args(["keys", "delete", "work"])
-    assert args.func is cli_secrets.cmd_keys_delete
+    assert args.func.__wrapped__ is cli_secrets.cmd_keys_delete  # the one error wrapper
     out = io.StringIO()
     assert args.func(args, Io(stdout=out, store_factory=keyring_env.store)) == 0
     assert all(h.__doc__ and h.__doc__.startswith("credd ") for h in handlers)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from credd.getcmd import _Usage, env_lines, parse
+from credd.cli.get import _Usage, env_lines, parse
 from credd.models import Credentials
 from credd.server.unix import UnixServer
 from credd.testing.memory import MemoryBackend
@@ -23,7 +23,7 @@ FORBIDDEN = {"boto3", "botocore", "keyring", "apscheduler"}
 
 def run_get(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "credd.getcmd", *args],
+        [sys.executable, "-m", "credd.cli.get", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -99,7 +99,7 @@ def test_daemon_down_fails_fast_with_one_line(tmp_path: Path) -> None:
 
 def test_never_reads_stdin(server: UnixServer) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "credd.getcmd", "demo", "--socket", str(server.address)],
+        [sys.executable, "-m", "credd.cli.get", "demo", "--socket", str(server.address)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -152,12 +152,25 @@ def test_env_lines_skip_missing_values() -> None:
     )
 
 
-def test_fast_path_imports_nothing_heavy(server: UnixServer) -> None:
+# What `credd get` may load beyond the interpreter: the launcher's `credd.cli` (the package
+# __init__, nothing but the dispatch), `credd.cli.get`, the stdlib client, and `_socket`.
+GET_MODULES = {"credd", "credd.cli", "credd.cli.get", "credd.client", "_socket"}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "from credd.cli.get import main\nargs = []\n",
+        "from credd.cli import main\nargs = ['get']\n",  # what bin/credd runs
+    ],
+    ids=["cli.get", "launcher"],
+)
+def test_fast_path_imports_nothing_heavy(server: UnixServer, entry: str) -> None:
     code = (
         "import sys\n"
         "before = set(sys.modules)\n"  # what the interpreter (and any .pth) loads anyway
-        "from credd.getcmd import main\n"
-        f"rc = main(['demo', '--socket', {str(server.address)!r}])\n"
+        + entry
+        + f"rc = main([*args, 'demo', '--socket', {str(server.address)!r}])\n"
         "sys.stderr.write(repr([sorted(sys.modules), sorted(set(sys.modules) - before)]))\n"
         "sys.exit(rc)\n"
     )
@@ -174,4 +187,4 @@ def test_fast_path_imports_nothing_heavy(server: UnixServer) -> None:
     assert not {m.split(".")[0] for m in everything} & FORBIDDEN
     # nor the expensive parts of the standard library, nor credd's own heavier modules
     assert not added & {"json", "typing", "pathlib", "argparse", "http.client", "ssl", "h11"}
-    assert added <= {"credd", "credd.client", "credd.getcmd", "_socket"}, added
+    assert added <= GET_MODULES, added

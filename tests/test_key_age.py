@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from credd.actions.rotation import Iam, RotationError, Rotator, remember_key_age
-from credd.cli_keys import StoreKeys, key_ages
+from credd.actions.rotation import Iam, RotationError, Rotator, key_ages, remember_key_age
+from credd.cli.keys import StoreKeys
 from credd.doctor import WARN, check_key_ages
 from credd.models import Credentials
 from credd.testing.clock import FakeClock

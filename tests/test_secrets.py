@@ -408,7 +408,7 @@ def test_nothing_secret_in_logs_or_reprs(
 
 def test_imports_are_cheap_and_constructor_validates() -> None:
     code = (
-        "import sys, credd.secrets.store, credd.cli_secrets; credd.secrets.store.SecretStore(); "
+        "import sys, credd.secrets.store, credd.cli.secrets; credd.secrets.store.SecretStore(); "
         "print(sorted({'keyring', 'secretstorage', 'jeepney', 'pyotp', 'botocore', 'boto3'}"
         " & {m.split('.')[0] for m in sys.modules}))"
     )

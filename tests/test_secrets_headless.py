@@ -26,26 +26,6 @@ NOWHERE = {
     "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
 }
 
-# Runs credd with `store` and `doctor` mounted even before credd/commands.py mounts them.
-SHIM = """
-import argparse, sys
-import credd.commands as c
-original = c.build_parser
-def build_parser():
-    parser = original()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "store" not in sub.choices:
-        from credd.cli_store import register
-        register(sub)
-    if "doctor" not in sub.choices:
-        from credd.doctor import register as register_doctor
-        register_doctor(sub)
-    return parser
-c.build_parser = build_parser
-sys.exit(c.run(sys.argv[1:]))
-"""
-
-
 def credd(
     env: dict[str, str],
     *args: str,
@@ -54,7 +34,7 @@ def credd(
 ) -> subprocess.CompletedProcess[str]:
     """The real CLI (``credd ...``) in a subprocess; never waits on a terminal."""
     return subprocess.run(
-        [sys.executable, "-c", SHIM, *args],
+        [sys.executable, "-m", "credd.cli", *args],
         env=env,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,

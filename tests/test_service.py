@@ -118,31 +118,13 @@ def test_render_passes_non_default_locations_and_escapes_exec_start(tmp_path: Pa
 
 
 def credd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from credd.commands import build_parser, run; " + REGISTER
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, "-m", "credd.cli", *args],
         env=env or dict(os.environ),
         capture_output=True,
         text=True,
         timeout=60,
     )
-
-
-# `credd service` through argparse the way credd.commands runs every command (the lead wires
-# the same register() into build_parser()).
-REGISTER = """
-import argparse
-from credd.daemon import units as service
-from credd.errors import CreddError
-p = argparse.ArgumentParser(prog="credd")
-service.register(p.add_subparsers(dest="command", required=True))
-args = p.parse_args(sys.argv[1:])
-try:
-    sys.exit(args.handler(args))
-except CreddError as exc:
-    sys.stderr.write(f"credd: {exc}\\n")
-    sys.exit(exc.exit_code)
-"""
 
 
 @pytest.mark.skipif(not Path("/usr/bin/systemctl").exists(), reason="needs systemctl")
@@ -216,6 +198,35 @@ def test_install_is_idempotent_and_restarts_only_on_change(
     ]
     assert f"removed {directory / 'credd.service'}" in removed
     assert service.uninstall(systemctl)[-1] == f"no credd units in {directory}"
+
+
+def test_service_status_json_is_the_report_the_text_is_made_from(
+    clean_env: Path, recording_systemctl: tuple[service.Systemctl, Path]
+) -> None:
+    import io
+    import json
+
+    from credd.cli.app import build_parser
+    from credd.cli.io import Io
+
+    systemctl, _ = recording_systemctl
+    service.install(systemctl)
+    args = build_parser().parse_args(["service", "status", "--json"])
+    args.systemctl = systemctl  # the seam cmd_service reads
+    out = io.StringIO()
+    assert args.func(args, Io(stdout=out)) == 0
+    report = json.loads(out.getvalue())
+    directory = installed_units(clean_env)
+    assert report == {
+        "active": True,
+        "units": [
+            {"name": "credd.socket", "file": str(directory / "credd.socket"),
+             "enabled": "enabled", "active": "active", "sub": "listening", "status_text": None},
+            {"name": "credd.service", "file": str(directory / "credd.service"),
+             "enabled": "enabled", "active": "active", "sub": "running",
+             "status_text": "2 fresh"},
+        ],
+    }  # fmt: skip
 
 
 def test_the_installed_exec_start_runs_this_credd(clean_env: Path) -> None:

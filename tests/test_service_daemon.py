@@ -200,7 +200,7 @@ from credd.errors import CreddError
 try:
     off = EndpointSettings.resolve(disabled=True)
     sys.exit(start_detached(sock, lambda: run(sock, endpoint=off)))
-except CreddError as exc:  # as credd.commands.run reports it
+except CreddError as exc:  # as credd.cli.app.run reports it
     print(f"credd: {exc}", file=sys.stderr)
     sys.exit(exc.exit_code)
 """

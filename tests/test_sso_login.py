@@ -77,12 +77,12 @@ def test_loopback_binds_loopback_only() -> None:
 def test_login_command_is_registered() -> None:
     import argparse
 
-    from credd.cli_login import cmd_login, register
+    from credd.cli.login import cmd_login, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["login", "dev", "--device-code", "--no-browser", "--timeout", "30"])
-    assert args.func is cmd_login and args.device_code and args.no_browser
+    assert args.func.__wrapped__ is cmd_login and args.device_code and args.no_browser
     assert args.timeout == 30 and args.profile == "dev" and args.sso_session is None
 
 
@@ -91,16 +91,18 @@ def test_login_refuses_a_profile_without_sso(
 ) -> None:
     import argparse
 
-    from credd.cli_login import cmd_login, register
+    from credd.cli.login import register
 
     config = clean_env / ".aws" / "config"
     config.parent.mkdir(parents=True)
     config.write_text("[profile keys]\nregion = eu-west-1\n")
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
-    assert cmd_login(parser.parse_args(["login", "keys"])) == 3
+    args = parser.parse_args(["login", "keys"])
+    assert args.func(args) == 3
     assert "does not use IAM Identity Center" in capsys.readouterr().err
-    assert cmd_login(parser.parse_args(["login", "--sso-session", "nope"])) == 3
+    args = parser.parse_args(["login", "--sso-session", "nope"])
+    assert args.func(args) == 3
     assert not (clean_env / ".aws" / "sso").exists()
 
 
@@ -334,7 +336,8 @@ def test_the_daemon_being_down_is_reported_not_fatal(
 ) -> None:
     import argparse
 
-    from credd.cli_login import LoginCliIo, cmd_login, register
+    from credd.cli.io import Io
+    from credd.cli.login import register
 
     def browser(url: str) -> bool:
         assert _get(url) == 200
@@ -346,7 +349,7 @@ def test_the_daemon_being_down_is_reported_not_fatal(
     args = parser.parse_args(
         ["login", "dev", "--socket", str(sso.home / "nowhere.sock"), "--timeout", "30"]
     )
-    assert cmd_login(args, LoginCliIo(open_browser=browser)) == 0
+    assert args.func(args, Io(open_browser=browser)) == 0
     out = capsys.readouterr().out
     assert "Signed in to dev (profile dev)" in out
     assert "daemon is not running" in out

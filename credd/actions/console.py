@@ -12,11 +12,8 @@ to use. The URL holds a bearer token valid for 15 minutes: it is opened or print
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
-import sys
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -24,8 +21,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from credd.errors import AwsError, ConfigError
 from credd.models import Credentials
-
-log = logging.getLogger(__name__)
 
 FEDERATION_URL = "https://signin.aws.amazon.com/federation"
 CONSOLE_URL = "https://console.aws.amazon.com/"
@@ -145,51 +140,3 @@ def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: A
     except Exception as exc:
         raise translate(exc, profile=name, action="sts:GetFederationToken") from None
     return from_sts(reply)
-
-
-def cmd_console(args: argparse.Namespace) -> int:
-    from credd.aws import config as awsconfig
-    from credd.aws.clients import ClientFactory
-    from credd.client import Client
-
-    name = args.profile or awsconfig.profile_from_env() or "default"
-    config = awsconfig.load()
-    creds, is_role = console_credentials(
-        name, config=config, daemon_credentials=Client(args.socket).credentials,
-        clients=ClientFactory(),
-    )  # fmt: skip
-    url = federation_url()
-    region = args.region or config.profiles.get(name, {}).get("region")
-    token = signin_token(creds, url=url, duration=args.duration if is_role else None)
-    link = login_url(token, url=url, dest=destination(args.destination, region))
-    log.info("console sign-in URL made for profile %s", name)
-    if args.print:
-        print(link)
-        return 0
-    import webbrowser
-
-    if not webbrowser.open(link):
-        sys.stderr.write("credd: no browser to open; the sign-in URL (valid 15 minutes):\n")
-        print(link)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "console",
-        help="open the AWS console signed in as PROFILE (role and SSO profiles)",
-        description="Sign in to the AWS console through the federation endpoint with the "
-        "profile's session; see docs/console.md.",
-    )
-    p.add_argument(
-        "profile", nargs="?", metavar="PROFILE", help="the profile (default: $AWS_PROFILE)"
-    )
-    p.add_argument(
-        "--print", action="store_true", help="print the sign-in URL instead of opening it"
-    )
-    p.add_argument("--region", help="the console's region (default: the profile's)")
-    p.add_argument("--destination", metavar="PATH", help="console path to open, e.g. s3/home")
-    p.add_argument("--duration", type=int, metavar="SECONDS",
-                   help="console session length for role profiles (900..43200)")  # fmt: skip
-    p.add_argument("--socket", metavar="PATH", help="the daemon's socket")
-    p.set_defaults(func=cmd_console)

@@ -15,22 +15,16 @@ client for every URL. Nothing here logs a URL: its signature is a bearer secret.
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 from credd.actions.profilecreds import is_role_or_sso, is_sso, long_term_keys, served_profile
-from credd.clock import UTC, Clock, SystemClock, isoformat_z
+from credd.clock import UTC, isoformat_z
 from credd.errors import AwsError, ConfigError, UsageError
 from credd.models import Credentials
-
-log = logging.getLogger(__name__)
 
 MAX_EXPIRES = 604_800  # SigV4 query auth: seven days
 _LIFETIME = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
@@ -102,8 +96,8 @@ class Signer:
             return requested, None
         why = (
             f"profile {self.profile} signs with {self.kind} that expire at "
-            f"{isoformat_z(self.valid_until)} (in {_human(left)}); a presigned URL dies with "
-            f"the credentials that signed it, so it cannot live {_human(requested)}"
+            f"{isoformat_z(self.valid_until)} (in {human(left)}); a presigned URL dies with "
+            f"the credentials that signed it, so it cannot live {human(requested)}"
         )
         if not cap or left < 60:
             raise LifetimeUnavailable(
@@ -111,10 +105,10 @@ class Signer:
                 hint="sign with a profile that holds an IAM user's long-term keys (up to 7 "
                 "days), or pass --cap to get a URL valid until then",
             )
-        return left, f"capped: {why}; the URL is valid for {_human(left)} only"
+        return left, f"capped: {why}; the URL is valid for {human(left)} only"
 
 
-def _human(seconds: int) -> str:
+def human(seconds: int) -> str:
     d, rest = divmod(max(seconds, 0), 86400)
     h, rest = divmod(rest, 3600)
     m = rest // 60
@@ -196,91 +190,3 @@ def presign_all(
         )
         out.append(Presigned(bucket, key, method, url, signed_at(url) + timedelta(seconds=seconds)))
     return out
-
-
-def _load_targets(args: argparse.Namespace, stdin: TextIO) -> list[tuple[str, str]]:
-    if bool(args.target) == bool(args.from_file):
-        raise UsageError("name one s3://BUCKET/KEY, or a list with --from-file (not both)")
-    if args.target:
-        return [parse_target(args.target)]
-    if args.from_file == "-":
-        return read_targets(stdin)
-    try:
-        with open(args.from_file, encoding="utf-8") as handle:
-            return read_targets(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
-
-
-def cmd_presign(
-    args: argparse.Namespace,
-    *,
-    clock: Clock | None = None,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    from credd.aws import config as awsconfig
-    from credd.aws.clients import ClientFactory
-    from credd.client import Client
-    from credd.secrets.store import SecretStore
-
-    out, err, clock = out or sys.stdout, err or sys.stderr, clock or SystemClock()
-    seconds = parse_lifetime(args.expires)
-    targets = _load_targets(args, sys.stdin)
-    name = args.profile or awsconfig.profile_from_env() or "default"
-    signer = choose_signer(
-        name,
-        use_session=args.session,
-        config=awsconfig.load(),
-        store=SecretStore(),
-        daemon_credentials=Client(args.socket).credentials,
-    )
-    lifetime, warning = signer.lifetime(seconds, clock.now(), cap=args.cap)
-    if warning:
-        err.write(f"credd: {warning}\n")
-    client = ClientFactory().client(
-        "s3", name, signer.credentials, region=args.region, signature_version="s3v4"
-    )
-    urls = presign_all(client, targets, args.method, lifetime)
-    log.info("presigned %d URL(s) for profile %s with %s", len(urls), name, signer.kind)
-    now = clock.now()
-    if args.json:
-        docs = [u.to_json(now) | {"profile": name, "signed_with": signer.kind} for u in urls]
-        out.write(json.dumps(docs[0] if args.target else docs, indent=1) + "\n")
-        return 0
-    for u in urls:
-        out.write(u.url + "\n")
-    err.write(
-        f"credd: {len(urls)} URL(s) valid until {isoformat_z(urls[-1].expires_at)} "
-        f"({_human(lifetime)}), signed with {signer.kind} of profile {name}\n"
-    )
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``credd presign`` to the main parser."""
-    p = subparsers.add_parser(
-        "presign",
-        help="S3 presigned URLs that live as long as asked, or a clear refusal",
-        description="Sign GET/PUT URLs for S3 objects with the credentials that can honour "
-        "the lifetime (see docs/presign.md).",
-    )
-    p.add_argument("target", nargs="?", metavar="s3://BUCKET/KEY", help="the object")
-    p.add_argument("--from-file", metavar="LIST", help="one s3://BUCKET/KEY per line ('-': stdin)")
-    p.add_argument("--expires", default="1h", help="lifetime, e.g. 7d, 36h, 90m (max 7d)")
-    p.add_argument("--profile", help="the AWS profile (default: $AWS_PROFILE, else default)")
-    p.add_argument("--method", choices=("GET", "PUT"), default="GET", help="HTTP method")
-    p.add_argument("--region", help="the bucket's region (default: the profile's)")
-    p.add_argument(
-        "--cap",
-        action="store_true",
-        help="when the credentials expire sooner, sign for what remains (warned on stderr)",
-    )
-    p.add_argument(
-        "--session",
-        action="store_true",
-        help="sign with the daemon's session credentials even where long-term keys exist",
-    )
-    p.add_argument("--json", action="store_true", help="URL and real expiry as JSON")
-    p.add_argument("--socket", metavar="PATH", help="the daemon's socket (for session profiles)")
-    p.set_defaults(func=cmd_presign)

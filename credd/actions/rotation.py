@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from credd.clock import Clock, isoformat_z, parse_iso
@@ -36,6 +36,7 @@ CRASH_ENV = "CREDD_ROTATE_CRASH_AFTER"
 VERIFY_DELAYS = (1, 2, 4, 8, 15, 30)  # seconds between GetCallerIdentity attempts (60 s total)
 JOURNAL_PREFIX = "rotation:"
 META_PREFIX = "key-meta:"
+DEFAULT_WARN_AGE = 90 * 86400  # doctor warns past this when credd_key_max_age is not set
 
 
 class RotationError(AwsError):
@@ -311,3 +312,30 @@ def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | No
         return parse_iso(str(meta["CreateDate"]))
     except (KeyError, ValueError):
         return None
+
+
+def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
+    """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
+    manages whose keys are in the secret store."""
+    from credd.aws import config as awsconfig
+    from credd.aws.config import parse_duration
+
+    out = []
+    for name, managed in awsconfig.load().managed.items():
+        if managed.kind != "session-token":
+            continue
+        try:
+            keys = store.get_long_term_keys(name)
+        except CreddError:
+            continue
+        if keys is None:
+            continue
+        created = key_created(store, name, keys.access_key_id)
+        raw = str(managed.raw.get("credd_key_max_age") or "").strip().lower()
+        max_age = None
+        if raw:
+            days = raw[:-1] if raw.endswith("d") else None
+            seconds = int(days) * 86400 if days and days.isdigit() else parse_duration(raw)
+            max_age = timedelta(seconds=seconds)
+        out.append((name, clock.now() - created if created else None, max_age))
+    return out

@@ -11,7 +11,6 @@ process that is not a credd daemon.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -20,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from credd.errors import ConfigError, CreddError, DaemonUnavailable
 
@@ -204,21 +202,4 @@ def stop(socket: Path, *, timeout: float = STOP_TIMEOUT) -> int:
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    from credd.paths import socket_path
-
-    return stop(socket_path(override=args.socket))
-
-
-def register(subparsers: Any) -> None:
-    help_text = "stop the daemon started with `credd daemon --detach`"
-    p = subparsers.add_parser("stop", help=help_text, description=help_text)
-    p.add_argument(
-        "--socket",
-        metavar="PATH",
-        help="the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)",
-    )
-    p.set_defaults(handler=cmd_stop)
-
-
-__all__ = ["log_file", "pid_file", "register", "running_pid", "start_detached", "stop"]
+__all__ = ["log_file", "pid_file", "running_pid", "start_detached", "stop"]

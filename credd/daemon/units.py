@@ -1,4 +1,4 @@
-"""``credd service install | uninstall | status``: credd as a systemd user service.
+"""credd as a systemd user service (the command is ``credd service``, credd/cli/daemon.py).
 
 The units are rendered here (so ``ExecStart`` names this installation) and written to
 ``$XDG_CONFIG_HOME/systemd/user`` (default ``~/.config/systemd/user``); ``systemd/`` in the
@@ -12,7 +12,6 @@ exits non-zero: run ``credd daemon --detach`` there instead (docs/service.md).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -298,59 +297,52 @@ def uninstall(systemctl: Systemctl, *, environ: Mapping[str, str] | None = None)
     return lines
 
 
-def status(systemctl: Systemctl, *, environ: Mapping[str, str] | None = None) -> tuple[int, str]:
-    """Each unit's file, enablement and state; exit 0 only when the service is active."""
+def status_report(
+    systemctl: Systemctl, *, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``{"active", "units": [{"name", "file", "enabled", "active", "sub", "status_text"}],
+    "error"?}``: each unit's file and state (``credd service status --json``)."""
     directory = unit_dir(environ)
-    out = []
+    units: list[dict[str, Any]] = []
     for name in UNITS:
         path = directory / name
-        out.append(f"{name}: {'installed in ' + str(path) if path.exists() else 'not installed'}")
+        units.append({"name": name, "file": str(path) if path.exists() else None})
+    report: dict[str, Any] = {"active": False, "units": units}
     props = "LoadState,UnitFileState,ActiveState,SubState,StatusText,MainPID"
     try:
         done = systemctl.run("show", "--property", props, *UNITS, check=False)
     except ConfigError as exc:
-        return 3, "\n".join([*out, f"{exc.message}; {exc.hint}"])
+        report["error"] = exc.to_json()
+        return report
     blocks = done.stdout.strip().split("\n\n")
-    active = False
-    for name, block in zip(UNITS, blocks, strict=False):
+    for unit, block in zip(units, blocks, strict=False):
         fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        line = (
-            f"{name}: {fields.get('UnitFileState') or '-'}, "
-            f"{fields.get('ActiveState', '?')} ({fields.get('SubState', '?')})"
-        )
-        if fields.get("StatusText"):
-            line += f": {fields['StatusText']}"
-        out.append(line)
-        active = active or (name == SERVICE and fields.get("ActiveState") == "active")
-    return (0 if active else 3), "\n".join(out)
+        unit |= {
+            "enabled": fields.get("UnitFileState") or None,
+            "active": fields.get("ActiveState"),
+            "sub": fields.get("SubState"),
+            "status_text": fields.get("StatusText") or None,
+        }
+        if unit["name"] == SERVICE and fields.get("ActiveState") == "active":
+            report["active"] = True
+    return report
 
 
-def cmd_service(args: argparse.Namespace) -> int:
-    systemctl: Systemctl = getattr(args, "systemctl", None) or Systemctl()
-    if args.action == "install":
-        lines = install(systemctl, start=not args.no_start)
-    elif args.action == "uninstall":
-        lines = uninstall(systemctl)
-    else:
-        code, text = status(systemctl)
-        print(text)
-        return code
-    print("\n".join(lines))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    help_text = "run credd as a systemd user service: install, uninstall, status"
-    p = subparsers.add_parser("service", help=help_text, description=help_text)
-    p.add_argument(
-        "action",
-        choices=("install", "uninstall", "status"),
-        help="install (write, enable, start), uninstall (stop, disable, remove), status",
-    )
-    p.add_argument(
-        "--no-start", action="store_true", help="install: enable but do not start the units"
-    )
-    p.set_defaults(handler=cmd_service)
+def status(systemctl: Systemctl, *, environ: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """Each unit's file, enablement and state; exit 0 only when the service is active."""
+    report = status_report(systemctl, environ=environ)
+    out = [
+        f"{u['name']}: {'installed in ' + u['file'] if u['file'] else 'not installed'}"
+        for u in report["units"]
+    ]
+    if "error" in report:
+        out.append(f"{report['error']['message']}; {report['error'].get('hint')}")
+    for u in report["units"]:
+        if "active" not in u:
+            continue
+        line = f"{u['name']}: {u['enabled'] or '-'}, {u['active'] or '?'} ({u['sub'] or '?'})"
+        out.append(line + (f": {u['status_text']}" if u["status_text"] else ""))
+    return (0 if report["active"] else 3), "\n".join(out)
 
 
 __all__ = [
@@ -360,9 +352,9 @@ __all__ = [
     "Units",
     "exec_command",
     "install",
-    "register",
     "render",
     "status",
+    "status_report",
     "uninstall",
     "unit_dir",
 ]

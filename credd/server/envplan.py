@@ -1,5 +1,5 @@
 """The environment that points a program at one of the daemon's endpoints for a profile
-(``credd env``/``credd exec``, :mod:`credd.exec_env`), in every SDK:
+(``credd env``/``credd exec``, :mod:`credd.cli.env`), in every SDK:
 
 * **container endpoint** (docs/container-endpoint.md): **set**
   ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` (every SDK

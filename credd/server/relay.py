@@ -22,18 +22,16 @@ namespace that owns it: rootless Podman).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 
-from credd.errors import ConfigError, UsageError
+from credd.errors import ConfigError
 
-__all__ = ["listen_in_netns", "register", "serve"]
+__all__ = ["listen_in_netns", "netns_path", "serve"]
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
@@ -142,45 +140,3 @@ def serve(listeners: dict[int, socket.socket], stop: threading.Event | None = No
         t.start()
     for t in threads:
         t.join()
-
-
-def cmd_relay(args: argparse.Namespace) -> int:
-    ports = args.port or []
-    if not ports:
-        from credd.client import Client
-
-        endpoint = (Client(args.socket).status().get("daemon") or {}).get("endpoint") or {}
-        if not endpoint.get("port"):
-            raise UsageError("which port?", hint="--port N (the daemon's endpoint is off)")
-        ports = [int(endpoint["port"])]
-    path = netns_path(args.netns)
-    listeners = {port: listen_in_netns(path, port) for port in ports}
-    shown = ", ".join(f"127.0.0.1:{p}" for p in ports)
-    sys.stderr.write(f"credd: relaying {shown} in {path} to the same ports on this host\n")
-    sys.stderr.flush()
-    try:
-        serve(listeners)
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``relay`` to the main parser's subcommands."""
-    p = subparsers.add_parser(
-        "relay",
-        help="make the daemon's endpoints reachable on 127.0.0.1 inside a container's network",
-        description="Listen on 127.0.0.1:PORT inside a network namespace (an ip netns name, or "
-        "/proc/PID/ns/net of a container's process) and carry each connection to the same port "
-        "on this host's loopback, where credd's endpoints run. See docs/containers.md.",
-    )
-    p.add_argument("--netns", required=True, metavar="NAME|PATH", help="the network namespace")
-    p.add_argument(
-        "--port",
-        type=int,
-        action="append",
-        metavar="PORT",
-        help="a port to relay (repeatable; default: the container endpoint's)",
-    )
-    p.add_argument("--socket", metavar="PATH", help="the daemon's socket (to find its port)")
-    p.set_defaults(func=cmd_relay)

@@ -7,11 +7,12 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from credd.aws.clients import ClientFactory
 from credd.aws.config import ManagedProfile
 from credd.aws.errors import translate
-from credd.errors import ConfigError, CreddError, SecretMissing, SecretStoreError
+from credd.errors import ConfigError, CreddError, ProfileNotFound, SecretMissing, SecretStoreError
 from credd.models import Credentials
 from credd.secrets.store import SecretStore
 
@@ -46,13 +47,54 @@ def long_term_keys(profile: ManagedProfile, secrets: SecretStore) -> Credentials
 def _fresh_file_keys(name: str) -> Credentials | None:
     """The keys in the credentials file *now*: ``credd keys rotate`` rewrites them in place, and
     the daemon's view of the files (loaded at start or SIGHUP) would still hold the deleted key."""
-    from credd.cli_secrets import credentials_file_path, read_credentials_section
-
     try:
         key_id, secret = read_credentials_section(credentials_file_path(), name)
     except CreddError:
         return None
     return Credentials(key_id, secret)
+
+
+def credentials_file_path() -> str:
+    """The shared credentials file, as botocore finds it."""
+    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+def read_credentials_section(path: str, section: str) -> tuple[str, str]:
+    """Long-term keys from one section of the credentials file (read with botocore's loader)."""
+    from botocore.configloader import raw_config_parse
+    from botocore.exceptions import ConfigNotFound, ConfigParseError
+
+    try:
+        sections: dict[str, Any] = raw_config_parse(path)
+    except ConfigNotFound:
+        raise ProfileNotFound(
+            f"the credentials file {path} does not exist",
+            hint="use `credd keys set PROFILE` to type the keys in instead",
+        ) from None
+    except ConfigParseError:
+        # configparser's message can quote a line of the file (a secret): never repeat it
+        raise ConfigError(
+            f"the credentials file {path} cannot be parsed", hint="fix its syntax"
+        ) from None
+    values = sections.get(section)
+    if not isinstance(values, dict):
+        raise ProfileNotFound(
+            f"no section [{section}] in {path}",
+            hint="name the section with --from-section",
+        )
+    if values.get("aws_session_token"):
+        raise ConfigError(
+            f"section [{section}] of {path} holds temporary credentials (aws_session_token)",
+            hint="import a section with an IAM user's long-term keys",
+        )
+    key_id, secret = values.get("aws_access_key_id"), values.get("aws_secret_access_key")
+    if not isinstance(key_id, str) or not isinstance(secret, str) or not key_id or not secret:
+        raise ConfigError(
+            f"section [{section}] of {path} has no aws_access_key_id/aws_secret_access_key",
+            hint="name the section that holds the keys with --from-section",
+        )
+    return key_id.strip(), secret.strip()
 
 
 def environment_keys(profile: str, environ: Mapping[str, str] | None = None) -> Credentials:

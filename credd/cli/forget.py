@@ -16,29 +16,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from typing import Any
 
+from credd.cli.base import Subparsers, command
+from credd.cli.io import Io
 from credd.errors import CreddError, DaemonUnavailable, UsageError
 
 __all__ = ["register"]
 
-_SOCKET_HELP = (
-    "the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)"
-)
 
-
-def _forget(socket: str | None, profile: str | None) -> dict[str, list[str]]:
-    from credd.client import Client
-
+def _forget(io: Io, socket: str | None, profile: str | None) -> dict[str, list[str]]:
     body = json.dumps({"all": True} if profile is None else {"profile": profile}).encode()
-    client = Client(socket)
+    client = io.client(socket)
     answer = json.loads(client.call("POST", "/v1/forget", body, client.action_timeout))
     forgot: dict[str, list[str]] = answer.get("forgot") or {}
     return forgot
 
 
-def _say_forgot(who: str, forgot: dict[str, list[str]]) -> None:
+def _say_forgot(io: Io, who: str, forgot: dict[str, list[str]]) -> None:
     parts = [
         f"{len(forgot.get('sessions', []))} held session(s)"
         + (f" ({', '.join(forgot['sessions'])})" if forgot.get("sessions") else ""),
@@ -46,18 +41,18 @@ def _say_forgot(who: str, forgot: dict[str, list[str]]) -> None:
         f"{len(forgot.get('file_sections', []))} credentials-file section(s)"
         + (f" ([{'], ['.join(forgot['file_sections'])}])" if forgot.get("file_sections") else ""),
     ]
-    sys.stdout.write(f"Forgot {who}: " + "; ".join(parts) + ".\n")
-    sys.stdout.write(
+    io.say(f"Forgot {who}: " + "; ".join(parts) + ".")
+    io.say(
         "Kept: long-term keys, TOTP seeds and the SSO cache. The next request (or credd refresh) "
-        "fetches a new session.\n"
+        "fetches a new session."
     )
 
 
-def cmd_forget(args: argparse.Namespace) -> int:
+def cmd_forget(args: argparse.Namespace, io: Io) -> int:
     if bool(args.profile) == bool(args.all):
         raise UsageError("give a PROFILE or --all", hint="credd forget work, or credd forget --all")
-    forgot = _forget(args.socket, None if args.all else args.profile)
-    _say_forgot("every profile" if args.all else args.profile, forgot)
+    forgot = _forget(io, args.socket, None if args.all else args.profile)
+    _say_forgot(io, "every profile" if args.all else args.profile, forgot)
     return 0
 
 
@@ -80,7 +75,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def cmd_logout(args: argparse.Namespace) -> int:
+def cmd_logout(args: argparse.Namespace, io: Io) -> int:
     from credd.sso.cache import TokenCache
     from credd.sso.settings import load_full_config, profiles_using, resolve_session
 
@@ -91,48 +86,50 @@ def cmd_logout(args: argparse.Namespace) -> int:
     path = cache.path(target)
     token = cache.read(target)
     if token is None:
-        sys.stdout.write(f"No cached sign-in for {target.label} ({path} does not exist).\n")
+        io.say(f"No cached sign-in for {target.label} ({path} does not exist).")
     else:
-        sys.stdout.write(_sentence(_revoke(target, token, users[0] if users else None)) + ".\n")
+        io.say(_sentence(_revoke(target, token, users[0] if users else None)) + ".")
         with cache.locked(target), contextlib.suppress(FileNotFoundError):
             path.unlink()
-        sys.stdout.write(f"Removed {path} from the shared cache (the AWS CLI used it too).\n")
+        io.say(f"Removed {path} from the shared cache (the AWS CLI used it too).")
     profiles: dict[str, Any] = full.get("profiles", {}) or {}
     managed = [
         n for n in users if str(profiles[n].get("credd", "")).lower() in ("1", "true", "yes", "on")
     ]
     for name in managed:
         try:
-            _say_forgot(name, _forget(args.socket, name))
+            _say_forgot(io, name, _forget(io, args.socket, name))
         except DaemonUnavailable:
-            sys.stdout.write("The daemon is not running; nothing held to forget.\n")
+            io.say("The daemon is not running; nothing held to forget.")
             break
         except CreddError as exc:
-            sys.stdout.write(f"The daemon could not forget {name}: {exc.message}\n")
+            io.say(f"The daemon could not forget {name}: {exc.message}")
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``forget`` and ``logout`` to the main parser's subcommands."""
-    p = subparsers.add_parser(
+def register(sub: Subparsers) -> None:
+    """``forget``, ``logout``."""
+    p = command(
+        sub,
         "forget",
-        help="drop held and saved sessions and credd's file sections (PROFILE or --all)",
+        cmd_forget,
+        "drop held and saved sessions and credd's file sections (PROFILE or --all)",
         description="Drop the sessions the daemon holds for PROFILE (or every profile), the "
         "sessions it saved in the secret store, and the sections it wrote into the credentials "
         "file; say what was removed. Long-term keys, TOTP seeds and the SSO cache are kept.",
+        socket=True,
     )
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="the profile to forget")
     p.add_argument("--all", action="store_true", help="forget every profile")
-    p.add_argument("--socket", metavar="PATH", help=_SOCKET_HELP)
-    p.set_defaults(func=cmd_forget)
 
-    p = subparsers.add_parser(
+    p = command(
+        sub,
         "logout",
-        help="end an IAM Identity Center sign-in and remove it from the shared cache",
+        cmd_logout,
+        "end an IAM Identity Center sign-in and remove it from the shared cache",
         description="As aws sso logout does: end the sign-in with the portal (its access and "
         "refresh tokens stop working), remove the sso-session's token from ~/.aws/sso/cache, "
         "and make the daemon forget the profiles that used it.",
+        socket=True,
     )
     p.add_argument("--sso-session", required=True, metavar="NAME", help="the [sso-session NAME]")
-    p.add_argument("--socket", metavar="PATH", help=_SOCKET_HELP)
-    p.set_defaults(func=cmd_logout)

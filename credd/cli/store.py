@@ -8,24 +8,24 @@ The choice is explicit: ``init`` creates the store and records it in
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
-import sys
 from collections.abc import Callable
 
+from credd.cli.base import Subparsers, command, group
+from credd.cli.io import Io
 from credd.errors import UsageError
 from credd.secrets import files as filestore
 
 MIN_PASSPHRASE = 8
 
 
-def _new_passphrase(args: argparse.Namespace) -> bytes:
+def _new_passphrase(args: argparse.Namespace, io: Io) -> bytes:
     env = dict(os.environ)
     if args.passphrase_fd is not None:
         env[filestore.FD_ENV] = str(args.passphrase_fd)
     prompt: Callable[[str], str] | None = None
-    if sys.stdin.isatty():
-        prompt = getpass.getpass
+    if io.stdin_is_tty():
+        prompt = io.getpass
     source = filestore.passphrase_source(env, prompt=prompt)
     if source is None:
         raise UsageError(
@@ -36,7 +36,7 @@ def _new_passphrase(args: argparse.Namespace) -> bytes:
     where, read = source
     passphrase = read()
     if where == "the terminal":
-        again = getpass.getpass("The same passphrase again: ").encode()
+        again = io.getpass("The same passphrase again: ").encode()
         if again != passphrase:
             raise UsageError("the two passphrases differ; nothing was created")
     if len(passphrase) < MIN_PASSPHRASE:
@@ -47,34 +47,34 @@ def _new_passphrase(args: argparse.Namespace) -> bytes:
     return passphrase
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def cmd_init(args: argparse.Namespace, io: Io) -> int:
     kind = args.kind
     path = filestore.store_path(kind)
     if kind == filestore.ENCRYPTED:
-        passphrase = _new_passphrase(args)
+        passphrase = _new_passphrase(args, io)
         filestore.EncryptedFileKeyring(path).create_with(passphrase)
     else:
         filestore.PlaintextFileKeyring(path).create()
     choice = filestore.select_store(kind)
-    print(f"created {path} (0600); credd now uses it (recorded in {choice})")
+    io.say(f"created {path} (0600); credd now uses it (recorded in {choice})")
     if kind == filestore.PLAINTEXT:
-        sys.stderr.write(
-            "credd: WARNING: secrets in this store are NOT encrypted: anyone who can read "
-            f"{path} (or a backup of it) gets your AWS keys and TOTP seeds\n"
+        io.warn(
+            "WARNING: secrets in this store are NOT encrypted: anyone who can read "
+            f"{path} (or a backup of it) gets your AWS keys and TOTP seeds"
         )
     else:
-        print(
+        io.say(
             "the daemon needs the passphrase at start: --passphrase-fd N, or the systemd "
             f"credential {filestore.CREDENTIAL_NAME} (LoadCredential=), or a terminal prompt"
         )
-    print("store secrets as usual: credd keys set PROFILE / credd totp set PROFILE")
+    io.say("store secrets as usual: credd keys set PROFILE / credd totp set PROFILE")
     env = os.environ.get(filestore.STORE_ENV)
     if env and env != kind:
-        sys.stderr.write(f"credd: note: {filestore.STORE_ENV}={env} overrides that choice\n")
+        io.warn(f"note: {filestore.STORE_ENV}={env} overrides that choice")
     return 0
 
 
-def cmd_use(args: argparse.Namespace) -> int:
+def cmd_use(args: argparse.Namespace, io: Io) -> int:
     kind = args.kind
     if kind != filestore.KEYRING and not filestore.store_path(kind).exists():
         raise UsageError(
@@ -82,45 +82,57 @@ def cmd_use(args: argparse.Namespace) -> int:
             hint=f"create it: credd store init {kind}",
         )
     choice = filestore.select_store(kind)
-    print(f"credd now uses the {kind} secret store (recorded in {choice}); restart the daemon")
+    io.say(f"credd now uses the {kind} secret store (recorded in {choice}); restart the daemon")
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace, io: Io) -> int:
     kind, source = filestore.selected()
-    print(f"secret store: {kind} (chosen by {source})")
+    shown: dict[str, object] = {"store": kind, "chosen_by": source}
     if kind != filestore.KEYRING:
         path = filestore.store_path(kind)
-        print(f"file: {path} ({'present' if path.exists() else 'missing'})")
+        shown |= {"file": str(path), "present": path.exists()}
+    if args.json:
+        io.json(shown)
+        return 0
+    io.say(f"secret store: {kind} (chosen by {source})")
+    if "file" in shown:
+        io.say(f"file: {shown['file']} ({'present' if shown['present'] else 'missing'})")
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``store`` to the main parser's subcommands."""
-    top = subparsers.add_parser(
-        "store", help="choose where secrets live on a host with no keyring",
+def register(sub: Subparsers) -> None:
+    """``store init|use|show``."""
+    store = group(
+        sub,
+        "store",
+        "choose where secrets live on a host with no keyring",
         description="Create and choose a file secret store for hosts with no Secret Service "
         "(SSH boxes, hosted notebooks). See docs/secrets.md.",
-    )  # fmt: skip
-    sub = top.add_subparsers(dest="store_command", metavar="COMMAND", required=True)
-    p = sub.add_parser(
-        "init", help="create an encrypted (or, opted in, plain-text) file store and use it",
+    )
+    p = command(
+        store,
+        "init",
+        cmd_init,
+        "create an encrypted (or, opted in, plain-text) file store and use it",
         description="Create $XDG_DATA_HOME/credd/secrets.enc (encrypted with a passphrase) "
         "or secrets.json (plain text, 0600) and make credd use it.",
-    )  # fmt: skip
+        cancelled="cancelled; nothing was created",
+    )
     p.add_argument(
-        "kind", choices=(filestore.ENCRYPTED, filestore.PLAINTEXT),
+        "kind",
+        choices=(filestore.ENCRYPTED, filestore.PLAINTEXT),
         help="encrypted-file (a passphrase unlocks it) or plaintext-file (0600, unencrypted)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--passphrase-fd", type=int, metavar="N",
+        "--passphrase-fd",
+        type=int,
+        metavar="N",
         help="read the new passphrase from file descriptor N (else a terminal prompt)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_init)
-    p = sub.add_parser("use", help="switch credd to an existing store (or back to the keyring)")
+    )
+    p = command(store, "use", cmd_use, "switch credd to an existing store (or back to the keyring)")
     p.add_argument(
         "kind", choices=filestore.KINDS, help="keyring, encrypted-file or plaintext-file"
     )
-    p.set_defaults(func=cmd_use)
-    p = sub.add_parser("show", help="which secret store credd uses, and why")
-    p.set_defaults(func=cmd_show)
+    p = command(store, "show", cmd_show, "which secret store credd uses, and why")
+    p.add_argument("--json", action="store_true", help="{store, chosen_by, file?, present?}")

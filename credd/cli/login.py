@@ -1,7 +1,7 @@
 """``credd login PROFILE | --sso-session NAME``: sign in to IAM Identity Center.
 
-:func:`register` adds the command to the main parser (``args.func(args)`` runs it). The token
-goes to the cache the AWS CLI shares (``~/.aws/sso/cache``); then the daemon is asked to refresh
+The token goes to the cache the AWS CLI shares (``~/.aws/sso/cache``); then the daemon is asked
+to refresh
 every managed profile that uses this login, so it picks the token up at once, and the state it
 reports back is what is printed: "picked up" only for a profile that is fresh now (otherwise its
 state and what it waits for, and exit 1). See docs/sso.md.
@@ -10,46 +10,25 @@ state and what it waits for, and exit 1). See docs/sso.md.
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import Any
 
+from credd.cli.base import Subparsers, command
+from credd.cli.io import Io
 from credd.clock import isoformat_z
 from credd.errors import CreddError, DaemonUnavailable, UsageError
-
-Handler = Callable[..., int]
-
-
-@dataclass
-class LoginCliIo:
-    """Seams for tests: output streams, the browser, and how the daemon is reached."""
-
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    open_browser: Callable[[str], bool] | None = None
-    client_factory: Callable[[str | None], Any] | None = None
-
-    def say(self, text: str) -> None:
-        self.stdout.write(text + "\n")
-        self.stdout.flush()
 
 
 def _managed(raw: Mapping[str, Any]) -> bool:
     return str(raw.get("credd", "")).strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _notify_daemon(args: argparse.Namespace, io: LoginCliIo, names: list[str]) -> bool:
+def _notify_daemon(args: argparse.Namespace, io: Io, names: list[str]) -> bool:
     """Tell the daemon; True when every profile it reports on is fresh (or it is not running)."""
     if not names:
         io.say("No profile managed by credd uses this login; nothing to tell the daemon.")
         return True
-    if io.client_factory is not None:
-        client = io.client_factory(args.socket)
-    else:
-        from credd.client import Client
-
-        client = Client(args.socket)
+    client = io.client(args.socket)
     all_fresh = True
     for name in names:
         try:
@@ -73,7 +52,7 @@ def _notify_daemon(args: argparse.Namespace, io: LoginCliIo, names: list[str]) -
 
 def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
     """What to say about ``name`` from the status the daemon reported after the refresh."""
-    from credd.commands import profile_ok
+    from credd.cli.status import profile_ok
 
     state = str(p.get("state") or "unknown")
     if profile_ok(dict(p)):
@@ -89,7 +68,7 @@ def _outcome(name: str, p: Mapping[str, Any]) -> tuple[str, bool]:
     return line + (f": {error}" if error else "") + f"; {waiting}", False
 
 
-def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
+def cmd_login(args: argparse.Namespace, io: Io) -> int:
     from credd.aws.config import profile_from_env
     from credd.sso.login import LoginFlow, LoginIo
     from credd.sso.settings import (
@@ -138,26 +117,17 @@ def _login(args: argparse.Namespace, io: LoginCliIo) -> int:
     return 0 if _notify_daemon(args, io, managed) else 1
 
 
-def cmd_login(args: argparse.Namespace, io: LoginCliIo | None = None) -> int:
-    """Run ``credd login``; errors print one line and return their exit code."""
-    io = io or LoginCliIo()
-    try:
-        return _login(args, io)
-    except CreddError as exc:
-        io.stderr.write(f"credd: {exc}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        io.stderr.write("credd: login cancelled; nothing was written\n")
-        return 130
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``login`` to the main parser's subcommands."""
-    p = subparsers.add_parser(
+def register(sub: Subparsers) -> None:
+    """``login``."""
+    p = command(
+        sub,
         "login",
-        help="sign in to IAM Identity Center (SSO) for PROFILE or --sso-session NAME",
+        cmd_login,
+        "sign in to IAM Identity Center (SSO) for PROFILE or --sso-session NAME",
         description="Sign in with authorization code + PKCE in a browser (or --device-code), "
         "store the token in ~/.aws/sso/cache (shared with the AWS CLI) and tell the daemon.",
+        socket=True,
+        cancelled="login cancelled; nothing was written",
     )
     p.add_argument(
         "profile", nargs="?", metavar="PROFILE", help="an SSO profile (default: $AWS_PROFILE)"
@@ -178,9 +148,3 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=600,
         help="how long to wait for the sign-in (default 600)",
     )
-    p.add_argument(
-        "--socket",
-        metavar="PATH",
-        help="the daemon's socket (default: $CREDD_SOCKET, else $XDG_RUNTIME_DIR/credd/credd.sock)",
-    )
-    p.set_defaults(func=cmd_login)

@@ -14,8 +14,15 @@ import sys
 
 from credd.client import DEFAULT_TIMEOUT, Client
 
+TYPE_CHECKING = False  # not typing's: importing typing costs `credd get` time
+if TYPE_CHECKING:
+    import argparse
+
+    from credd.cli.base import Subparsers
+    from credd.cli.io import Io
+
 USAGE = (
-    "usage: credd get PROFILE [--format json|env] [--socket PATH] [--timeout SECONDS] "
+    "usage: credd get PROFILE [--format json|env | --json] [--socket PATH] [--timeout SECONDS] "
     "[--min-lifetime DURATION]"
 )
 FORMATS = ("json", "env")
@@ -37,7 +44,9 @@ def parse(argv: list[str]) -> tuple[str, str, str | None, float]:
         if arg.startswith("--") and "=" in arg:
             arg, value = arg.split("=", 1)
             args.insert(0, value)
-        if arg in ("--format", "--socket", "--timeout"):
+        if arg == "--json":  # the alias every read command takes
+            fmt = "json"
+        elif arg in ("--format", "--socket", "--timeout"):
             if not args:
                 raise _Usage(f"{arg} needs a value")
             value = args.pop(0)
@@ -161,6 +170,50 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # reported as one line, never a traceback
         return _report(exc)
     return 0
+
+
+def register(sub: "Subparsers") -> None:
+    """``get`` in the argparse parser, for ``--help``, the docs and shell completion only:
+    ``credd get`` itself never reaches argparse (credd/cli/__init__.py dispatches it first)."""
+    from credd.cli.base import command
+
+    p = command(
+        sub,
+        "get",
+        _via_argparse,
+        "print credentials for PROFILE (what credential_process runs)",
+        socket=True,
+    )
+    p.add_argument("profile", metavar="PROFILE", help="a profile credd manages")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="json: the credential_process shape (default); env: export lines",
+    )
+    p.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="--format json"
+    )
+    p.add_argument(
+        "--timeout", metavar="SECONDS", help=f"give up after this long ({DEFAULT_TIMEOUT:g})"
+    )
+    p.add_argument(
+        "--min-lifetime",
+        metavar="DURATION",
+        help="credentials lasting at least this long (2h, 90m), refreshed first if need be",
+    )
+
+
+def _via_argparse(args: "argparse.Namespace", io: "Io") -> int:
+    argv = [args.profile, "--format", args.format]
+    for option, value in (
+        ("--socket", args.socket),
+        ("--timeout", args.timeout),
+        ("--min-lifetime", args.min_lifetime),
+    ):
+        if value:
+            argv += [option, value]
+    return main(argv)
 
 
 if __name__ == "__main__":

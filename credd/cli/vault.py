@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from credd.cli_secrets import Io, _guarded, _need_tty, _read_stdin
+from credd.cli.base import Body, Subparsers, command, group
+from credd.cli.io import Io
+from credd.cli.secrets import _need_tty, _read_stdin
 from credd.errors import UsageError
 from credd.sources.vault import secret_entry
 
 _WHAT = {"token": "Vault token", "secret_id": "AppRole secret_id"}
 
 
-def _set(key: str) -> object:
+def _set(key: str) -> Body:
     def body(args: argparse.Namespace, io: Io) -> int:
         what = _WHAT[key]
         if not args.stdin:
@@ -35,11 +37,11 @@ def _set(key: str) -> object:
         io.say(f"Stored the {what} for profile {args.profile} ({store.backend_name()}).")
         return 0
 
-    body.__name__ = f"vault_{key}_set"
-    return _guarded(body)
+    body.__name__ = f"cmd_vault_{key}_set"
+    return body
 
 
-def _delete(args: argparse.Namespace, io: Io) -> int:
+def cmd_vault_delete(args: argparse.Namespace, io: Io) -> int:
     """credd vault token delete PROFILE: forget the token and secret_id of PROFILE."""
     if io.store_factory().delete_session(secret_entry(args.profile)):
         io.say(f"Deleted the Vault secrets of profile {args.profile}.")
@@ -48,23 +50,29 @@ def _delete(args: argparse.Namespace, io: Io) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vault = subparsers.add_parser(
-        "vault", help="store the OpenBao/Vault token or AppRole secret_id of a profile",
+def register(sub: Subparsers) -> None:
+    """``vault token set|delete``, ``vault secret-id set|delete``."""
+    vault = group(
+        sub,
+        "vault",
+        "store the OpenBao/Vault token or AppRole secret_id of a profile",
         description="Secrets the OpenBao/Vault source logs in with (docs/teams.md).",
-    )  # fmt: skip
-    sub = vault.add_subparsers(dest="vault_command", metavar="COMMAND", required=True)
+    )
     for name, key in (("token", "token"), ("secret-id", "secret_id")):
-        group = sub.add_parser(name, help=f"store or remove the {_WHAT[key]} of a profile")
-        gsub = group.add_subparsers(dest=f"vault_{key}_command", metavar="COMMAND", required=True)
-        p = gsub.add_parser(
-            "set", help=f"store the {_WHAT[key]} (prompted, or read with --stdin)",
-            description=f"Prompt (without echo) for the {_WHAT[key]}, or read it with --stdin. "
+        what = _WHAT[key]
+        gsub = group(vault, name, f"store or remove the {what} of a profile")
+        p = command(
+            gsub,
+            "set",
+            _set(key),
+            f"store the {what} (prompted, or read with --stdin)",
+            description=f"Prompt (without echo) for the {what}, or read it with --stdin. "
             "Never taken from the command line.",
-        )  # fmt: skip
+            cancelled="cancelled; nothing was stored",
+        )
         p.add_argument("profile", metavar="PROFILE", help="the AWS profile name")
         p.add_argument("--stdin", action="store_true", help="read it from standard input")
-        p.set_defaults(func=_set(key))
-        p = gsub.add_parser("delete", help="remove the profile's Vault token and secret_id")
+        p = command(
+            gsub, "delete", cmd_vault_delete, "remove the profile's Vault token and secret_id"
+        )
         p.add_argument("profile", metavar="PROFILE", help="the AWS profile name")
-        p.set_defaults(func=_guarded(_delete))

@@ -1,5 +1,4 @@
-"""``credd keys rotate`` (and ``--due``): the CLI side of :mod:`credd.actions.rotation`
-(docs/keys.md).
+"""``credd keys rotate`` (and ``--due``): the CLI side of :mod:`credd.actions.rotation`.
 
 Where the keys live decides how the new pair is stored: the secret store (one atomic entry), or
 the credentials file section they came from (rewritten in place under credd's lock, temp file +
@@ -11,22 +10,20 @@ policy denies that without MFA, one MFA-backed session made with exactly one cod
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from credd.actions.rotation import Iam, Outcome, Rotator, key_created
+from credd.actions.rotation import Iam, Rotator, key_ages
+from credd.cli.base import Subparsers, command
+from credd.cli.io import Io
 from credd.clock import Clock, SystemClock
 from credd.errors import AwsAccessDenied, CreddError, SecretMissing, UsageError
 from credd.models import Credentials, mask_key_id
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WARN_AGE = 90 * 86400  # doctor warns past this when credd_key_max_age is not set
 
 
 class StoreKeys:
@@ -56,7 +53,7 @@ class FileKeys:
         self._path, self._section, self._clock = path, section, clock
 
     def get(self) -> Credentials:
-        from credd.cli_secrets import read_credentials_section
+        from credd.sources.keys import read_credentials_section
 
         key_id, secret = read_credentials_section(str(self._path), self._section)
         return Credentials(key_id, secret)
@@ -83,8 +80,8 @@ class FileKeys:
 
 def key_holder(profile: str, store: Any, clock: Clock) -> StoreKeys | FileKeys:
     """The secret store when it holds the profile's keys, else the credentials file."""
-    from credd.cli_secrets import credentials_file_path
     from credd.errors import SecretStoreError
+    from credd.sources.keys import credentials_file_path
 
     try:
         if store.get_long_term_keys(profile) is not None:
@@ -227,35 +224,43 @@ def build_rotator(args: argparse.Namespace, clock: Clock) -> tuple[Rotator, IamC
     return rotator, creds
 
 
-def cmd_rotate(args: argparse.Namespace, clock: Clock | None = None) -> int:
-    clock = clock or SystemClock()
+def cmd_rotate(args: argparse.Namespace, io: Io) -> int:
+    clock = SystemClock()
     if args.due:
-        return _rotate_due(args, clock)
+        return _rotate_due(args, io, clock)
     if not args.profile:
         raise UsageError("which profile?", hint="credd keys rotate PROFILE, or --due")
-    rotator, creds = build_rotator(args, clock)
-    outcome = rotator.rotate()
-    _report(args, outcome, creds, rotator.keys.where)
+    _rotate(args, io, clock)
     return 0
 
 
-def _report(args: argparse.Namespace, outcome: Outcome, creds: IamCredentials, where: str) -> None:
+def _rotate(args: argparse.Namespace, io: Io, clock: Clock) -> None:
+    rotator, creds = build_rotator(args, clock)
+    outcome = rotator.rotate()
+    where = rotator.keys.where
     if args.json:
-        print(json.dumps({
-            "profile": args.profile, "old_key": _mask(outcome.old_key),
-            "new_key": _mask(outcome.new_key), "recovered": outcome.recovered,
-            "cleaned": [_mask(k) for k in outcome.cleaned], "stored_in": where,
-            "verify_attempts": outcome.verify_attempts, "mfa_codes_used": creds.codes_used,
-        }))  # fmt: skip
+        io.json(
+            {
+                "profile": args.profile,
+                "old_key": _mask(outcome.old_key),
+                "new_key": _mask(outcome.new_key),
+                "recovered": outcome.recovered,
+                "cleaned": [_mask(k) for k in outcome.cleaned],
+                "stored_in": where,
+                "verify_attempts": outcome.verify_attempts,
+                "mfa_codes_used": creds.codes_used,
+            },
+            indent=None,
+        )
     else:
-        print(outcome.sentence(args.profile) + f" (stored in the {where})")
+        io.say(outcome.sentence(args.profile) + f" (stored in the {where})")
 
 
 def _mask(key_id: str | None) -> str | None:
     return mask_key_id(key_id) if key_id else None
 
 
-def _rotate_due(args: argparse.Namespace, clock: Clock) -> int:
+def _rotate_due(args: argparse.Namespace, io: Io, clock: Clock) -> int:
     """Every credd profile whose ``credd_key_max_age`` has passed (for a timer or cron)."""
     from credd.secrets.store import SecretStore
 
@@ -263,40 +268,12 @@ def _rotate_due(args: argparse.Namespace, clock: Clock) -> int:
     for name, age, max_age in key_ages(SecretStore(), clock):
         if max_age is None or age is None or age < max_age:
             continue
-        sub = argparse.Namespace(**{**vars(args), "profile": name, "due": False})
         try:
-            cmd_rotate(sub, clock)
+            _rotate(argparse.Namespace(**{**vars(args), "profile": name}), io, clock)
         except CreddError as exc:
             failed += 1
-            sys.stderr.write(f"credd: {exc}\n")
+            io.warn(str(exc))
     return 1 if failed else 0
-
-
-def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
-    """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
-    manages whose keys are in the secret store."""
-    from credd.aws import config as awsconfig
-    from credd.aws.config import parse_duration
-
-    out = []
-    for name, managed in awsconfig.load().managed.items():
-        if managed.kind != "session-token":
-            continue
-        try:
-            keys = store.get_long_term_keys(name)
-        except CreddError:
-            continue
-        if keys is None:
-            continue
-        created = key_created(store, name, keys.access_key_id)
-        raw = str(managed.raw.get("credd_key_max_age") or "").strip().lower()
-        max_age = None
-        if raw:
-            days = raw[:-1] if raw.endswith("d") else None
-            seconds = int(days) * 86400 if days and days.isdigit() else parse_duration(raw)
-            max_age = timedelta(seconds=seconds)
-        out.append((name, clock.now() - created if created else None, max_age))
-    return out
 
 
 def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
@@ -315,27 +292,32 @@ def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
         text = f"access key {age.days} days old" if age is not None else "access key age unknown"
         if max_age:
             text += f", rotated every {max_age.days} days"
-        out.append({
-            "profile": name,
-            "age_days": age.days if age is not None else None,
-            "max_age_days": max_age.days if max_age else None,
-            "text": text,
-        })  # fmt: skip
+        out.append(
+            {
+                "profile": name,
+                "age_days": age.days if age is not None else None,
+                "max_age_days": max_age.days if max_age else None,
+                "text": text,
+            }
+        )
     return out
 
 
-def register_rotate(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = keys_sub.add_parser(
+def register_rotate(keys: Subparsers) -> None:
+    """``keys rotate`` (the rest of ``keys`` is in :mod:`credd.cli.secrets`)."""
+    p = command(
+        keys,
         "rotate",
-        help="rotate a profile's IAM access key (create, store, verify, delete the old one)",
+        cmd_rotate,
+        "rotate a profile's IAM access key (create, store, verify, delete the old one)",
         description="Crash-safe IAM access key rotation; see docs/keys.md.",
+        socket=True,
     )
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="the IAM user's profile")
     p.add_argument(
-        "--due", action="store_true",
+        "--due",
+        action="store_true",
         help="rotate every profile whose credd_key_max_age has passed (for a timer)",
-    )  # fmt: skip
+    )
     p.add_argument("--mfa-code", metavar="CODE", help="an MFA code, if the policy needs one")
-    p.add_argument("--socket", metavar="PATH", help="the daemon's socket (its MFA session)")
     p.add_argument("--json", action="store_true", help="machine-readable outcome")
-    p.set_defaults(func=cmd_rotate)

@@ -2,9 +2,9 @@
 
 ``credd get`` is dispatched before anything else is imported (no argparse, no boto3): it is
 what ``credential_process`` runs on every SDK refresh, so it starts at interpreter speed.
+Nothing else is imported here (not even ``__future__``): ``credd.cli`` is on that path too,
+and tests/test_getcmd.py pins what it loads. ``python -m credd.cli`` runs ``__main__.py``.
 """
-
-from __future__ import annotations
 
 import sys
 
@@ -12,13 +12,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["get"]:
-        from credd.getcmd import main as get_main
+        from credd.cli.get import main as get_main
 
         return get_main(args[1:])
-    from credd.commands import run
+    from credd.cli.app import run
 
     return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
