@@ -55,7 +55,7 @@ class CreddApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         env = self.daemon_environ()
-        self.supervisor = DaemonSupervisor(self.socket or default_socket(env), env)
+        self.supervisor = DaemonSupervisor(self.socket or default_socket(env), env, logger=self.log)
         self.settings["credd_supervisor"] = self.supervisor
         if not self.start_daemon:
             return

@@ -42,8 +42,14 @@ class DaemonSupervisor:
     it did, so :meth:`stop_if_started` leaves a daemon someone else started alone."""
 
     def __init__(
-        self, socket: str, environ: Mapping[str, str], *, python: str = sys.executable
+        self,
+        socket: str,
+        environ: Mapping[str, str],
+        *,
+        python: str = sys.executable,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
+        self.log = logger or log
         self.socket = socket
         self.environ = dict(environ)
         self.python = python
@@ -115,7 +121,7 @@ class DaemonSupervisor:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             self.start_error = f"could not run `credd daemon --detach`: {type(exc).__name__}"
-            log.error("credd: %s", self.start_error)
+            self.log.error("credd: %s", self.start_error)
             return "stopped"
         pid = detach.running_pid(Path(self.socket))
         if done.returncode != 0 or pid is None or not self.answers():
@@ -123,10 +129,10 @@ class DaemonSupervisor:
             self.start_error = "the credd daemon did not start" + (
                 f": {lines[-1][:300]}" if lines else ""
             )
-            log.error("credd: %s (see %s)", self.start_error, detach.log_file(self.environ))
+            self.log.error("credd: %s (see %s)", self.start_error, detach.log_file(self.environ))
             return "stopped"
         self.started_pid, self.start_error = pid, None
-        log.info("credd: started the daemon (pid %d) on %s", pid, self.socket)
+        self.log.info("credd: started the daemon (pid %d) on %s", pid, self.socket)
         return "running"
 
     def stop_if_started(self) -> bool:
@@ -134,16 +140,16 @@ class DaemonSupervisor:
         with self._lock:
             if not self.started_by_extension:
                 if self.started_pid is not None:
-                    log.info("credd: the daemon this server started is no longer running")
+                    self.log.info("credd: the daemon this server started is no longer running")
                 return False
             pid = self.started_pid
             try:
                 detach.stop(Path(self.socket))
             except CreddError as exc:
-                log.error("credd: could not stop the daemon (pid %s): %s", pid, exc)
+                self.log.error("credd: could not stop the daemon (pid %s): %s", pid, exc)
                 return False
             self.started_pid = None
-            log.info("credd: stopped the daemon (pid %s) this server started", pid)
+            self.log.info("credd: stopped the daemon (pid %s) this server started", pid)
             return True
 
 

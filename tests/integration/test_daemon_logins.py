@@ -84,7 +84,7 @@ def test_a_device_code_login_through_the_socket(daemons: DaemonFactory) -> None:
 
 
 def test_a_denied_login_fails_with_a_reason(daemons: DaemonFactory) -> None:
-    instance, user = sso_config(daemons)
+    sso_config(daemons)
     d = daemons.start()
     client = Client(d.socket)
     started = client.start_login("dev")["login"]

@@ -21,12 +21,11 @@ def status(name: str, state: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_a_fresh_profile_needs_nobody() -> None:
-    view = views.profile_view(
-        status(
-            "science", "fresh", expires_at="2026-12-02T20:00:00Z", expires_in_seconds=7300,
-            next_refresh_in_seconds=3700,
-        )  # fmt: skip
-    )
+    fresh = status(
+        "science", "fresh", expires_at="2026-12-02T20:00:00Z", expires_in_seconds=7300,
+        next_refresh_in_seconds=3700,
+    )  # fmt: skip
+    view = views.profile_view(fresh)
     assert view == {
         "name": "science",
         "kind": "sso",
@@ -70,13 +69,10 @@ def test_people_are_asked_for_the_right_thing_on_the_right_profile() -> None:
 
 
 def test_errors_need_a_person_without_a_one_click_action() -> None:
-    view = views.profile_view(
-        status(
-            "keys", "error",
-            error={"code": "secret_missing", "message": "no keys for keys",
-                   "hint": "run: credd keys set keys"},
-        )  # fmt: skip
-    )
+    error = {
+        "code": "secret_missing", "message": "no keys for keys", "hint": "run: credd keys set keys",
+    }  # fmt: skip
+    view = views.profile_view(status("keys", "error", error=error))
     assert view["needs_person"] and view["person_action"] is None
     assert view["message"] == "no keys for keys (run: credd keys set keys)"
     assert view["error_code"] == "secret_missing"

@@ -74,7 +74,7 @@ def test_a_failing_or_hanging_command_is_a_clear_error() -> None:
             f"{sys.executable} -c \"import sys; sys.stderr.write('no vault here\\\\n'); "
             'sys.exit(3)"'
         )
-    with pytest.raises(SecretStoreLocked, match="did not finish within 0.5s"):
+    with pytest.raises(SecretStoreLocked, match=r"did not finish within 0\.5s"):
         filestore.run_command("sleep 30", timeout=0.5)
     with pytest.raises(SecretStoreLocked, match="cannot run"):
         filestore.run_command("/nonexistent/vault-cli get credd")
