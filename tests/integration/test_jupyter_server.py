@@ -381,6 +381,11 @@ def test_needs_setup_without_a_passphrase_source(
         again = server.request("POST", "/credd/api/daemon/start").json()
         assert again["daemon"] == "needs_setup"
         assert not socket_of(env).exists()
+        # without a daemon, the actions say so
+        login = server.request("POST", "/credd/api/login/plain")
+        assert login.status == 503 and login.json()["code"] == "daemon_unavailable"
+        mfa = server.request("POST", "/credd/api/mfa/plain", {"code": "123456"}).json()
+        assert mfa["ok"] is False and mfa["code"] == "daemon_unavailable"
     finally:
         assert server.stop() == 0
     assert "not starting the daemon" in log.read_text()
