@@ -57,6 +57,7 @@ class CreddApp(ExtensionApp):
         env = self.daemon_environ()
         self.supervisor = DaemonSupervisor(self.socket or default_socket(env), env, logger=self.log)
         self.settings["credd_supervisor"] = self.supervisor
+        self.settings["credd_start_daemon"] = self.start_daemon
         if not self.start_daemon:
             return
         state = self.supervisor.ensure_running()

@@ -104,6 +104,10 @@ class DaemonHandler(CreddHandler):
         if action != "start":
             self.fail(404, f"no such action: {action[:40]}", "not_found")
             return
+        if not self.settings.get("credd_start_daemon", True):
+            self.fail(409, "this server does not start the daemon (c.CreddApp.start_daemon)",
+                      "start_disabled")  # fmt: skip
+            return
         await self.blocking(self.supervisor.ensure_running)
         self.answer(await self.status_payload())
 
