@@ -115,7 +115,8 @@ class DeviceLogins:
         self.environ = environ
         self.timeout = timeout
         self._logins: dict[str, DeviceLogin] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the table of logins
+        self._starting = threading.Lock()  # one start at a time: no twin logins for one target
         self._stopping = threading.Event()
 
     def _resolve(
@@ -139,13 +140,17 @@ class DeviceLogins:
         if (profile is None) == (sso_session is None):
             raise ValueError("give a profile or an sso_session")
         target, shown, managed = self._resolve(profile, sso_session)
-        with self._lock:
-            self._prune()
-            for login in self._logins.values():
-                if login.state == PENDING and login.target == target:
-                    return login
-            if sum(x.state == PENDING for x in self._logins.values()) >= MAX_PENDING:
-                raise NotReady("too many SSO logins are waiting for approval", hint="try later")
+        with self._starting:
+            with self._lock:
+                self._prune()
+                for login in self._logins.values():
+                    if login.state == PENDING and login.target == target:
+                        return login
+                if sum(x.state == PENDING for x in self._logins.values()) >= MAX_PENDING:
+                    raise NotReady("too many SSO logins are waiting for approval", hint="try later")
+            return self._begin(target, shown, managed)
+
+    def _begin(self, target: SsoTarget, shown: str | None, managed: list[str]) -> DeviceLogin:
         flow = LoginFlow(
             target,
             profile=shown,
@@ -154,7 +159,7 @@ class DeviceLogins:
             io=LoginIo(say=_quiet, open_browser=_no_browser),
             timeout=self.timeout,
         )
-        auth = flow.begin_device_code()  # AWS calls: outside the lock
+        auth = flow.begin_device_code()  # AWS calls: outside the table's lock
         login = DeviceLogin(secrets.token_hex(8), target, shown, auth, profiles=managed)
         with self._lock:
             self._logins[login.id] = login
