@@ -58,13 +58,15 @@ class CreddApp(ExtensionApp):
         self.supervisor = DaemonSupervisor(self.socket or default_socket(env), env, logger=self.log)
         self.settings["credd_supervisor"] = self.supervisor
         self.settings["credd_start_daemon"] = self.start_daemon
-        if not self.start_daemon:
-            return
-        state = self.supervisor.ensure_running()
+        if self.start_daemon:
+            self.supervisor.start_in_background(self._started)
+
+    def _started(self, state: str) -> None:
+        sup = self.supervisor
         if state == "needs_setup":
-            self.log.warning("credd: not starting the daemon: %s", self.supervisor.setup_problem())
-        elif state == "running" and self.supervisor.started_pid is None:
-            self.log.info("credd: a daemon already runs on %s; leaving it alone", self.socket)
+            self.log.warning("credd: not starting the daemon: %s", sup.setup_problem())
+        elif state == "running" and sup.started_pid is None:
+            self.log.info("credd: a daemon already runs on %s; leaving it alone", sup.socket)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())

@@ -82,7 +82,10 @@ class CreddHandler(APIHandler):
             raw = None
             problem = await self.blocking(sup.setup_problem)
             daemon = "needs_setup" if problem else "stopped"
-            message = problem or sup.start_error or "the credd daemon is not running"
+            if problem is None and sup.starting:
+                message = "the credd daemon is starting"
+            else:
+                message = problem or sup.start_error or "the credd daemon is not running"
         started = await self.blocking(lambda: sup.started_by_extension)
         return views.status_view(raw, daemon=daemon, started_by_extension=started, message=message)
 

@@ -1,7 +1,9 @@
 """The daemon's life beside a Jupyter server: started with it when none runs, stopped with it
 only if this server started it.
 
-Starting runs ``credd daemon --detach`` in a new interpreter (:mod:`credd.daemon.detach`: fork,
+Starting (in a thread, so the server does not wait) runs ``credd daemon --detach`` in a new
+interpreter (:mod:`credd.daemon.detach`:
+fork,
 ``setsid``, fork, log to ``$XDG_STATE_HOME/credd/credd.log``, pid file next to the socket), so
 the daemon is tied to neither the Jupyter server's process group nor a browser session, and
 inherits none of the server's sockets. It returns once the socket answers.
@@ -22,7 +24,7 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from credd.client import Client
@@ -56,6 +58,8 @@ class DaemonSupervisor:
         self.started_pid: int | None = None
         self.start_error: str | None = None
         self._lock = threading.Lock()
+        self._starting = threading.Event()
+        self._spawning = False  # `credd daemon --detach` is running, started by us
 
     # -- what is there ------------------------------------------------------------------------
 
@@ -92,10 +96,35 @@ class DaemonSupervisor:
     @property
     def started_by_extension(self) -> bool:
         """Is the daemon answering now the one this server started?"""
-        pid = self.started_pid
-        return pid is not None and detach.running_pid(Path(self.socket)) == pid
+        running = detach.running_pid(Path(self.socket))
+        if self._spawning:  # `credd daemon --detach` has not returned yet: its pid is not known
+            return running is not None  # but a daemon there now is the one it started
+        return running is not None and running == self.started_pid
 
     # -- start and stop -----------------------------------------------------------------------
+
+    @property
+    def starting(self) -> bool:
+        """Is a start under way (the daemon not answering yet)?"""
+        return self._starting.is_set()
+
+    def start_in_background(self, done: Callable[[str], None] | None = None) -> threading.Thread:
+        """:meth:`ensure_running` in a thread, so the server's start does not wait for the
+        daemon's (about a second; up to :data:`START_TIMEOUT` when something is wrong).
+        ``done(state)`` is called with the outcome."""
+        self._starting.set()
+
+        def run() -> None:
+            try:
+                state = self.ensure_running()
+            finally:
+                self._starting.clear()
+            if done is not None:
+                done(state)
+
+        thread = threading.Thread(target=run, name="credd-start", daemon=True)
+        thread.start()
+        return thread
 
     def ensure_running(self) -> str:
         """``running`` (found or started), ``needs_setup`` or ``stopped`` (start failed: see
@@ -109,6 +138,7 @@ class DaemonSupervisor:
 
     def _start(self) -> str:
         command = [self.python, "-m", "credd.cli", "daemon", "--detach", "--socket", self.socket]
+        self._spawning = True
         try:
             done = subprocess.run(
                 command,
@@ -120,10 +150,13 @@ class DaemonSupervisor:
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
+            self._spawning = False
             self.start_error = f"could not run `credd daemon --detach`: {type(exc).__name__}"
             self.log.error("credd: %s", self.start_error)
             return "stopped"
         pid = detach.running_pid(Path(self.socket))
+        self.started_pid = pid if done.returncode == 0 else None
+        self._spawning = False
         if done.returncode != 0 or pid is None or not self.answers():
             lines = (done.stderr or done.stdout or "").strip().splitlines()
             self.start_error = "the credd daemon did not start" + (
@@ -131,7 +164,7 @@ class DaemonSupervisor:
             )
             self.log.error("credd: %s (see %s)", self.start_error, detach.log_file(self.environ))
             return "stopped"
-        self.started_pid, self.start_error = pid, None
+        self.start_error = None
         self.log.info("credd: started the daemon (pid %d) on %s", pid, self.socket)
         return "running"
 

@@ -109,6 +109,17 @@ def socket_of(env: dict[str, str]) -> Path:
     return Path(env["XDG_RUNTIME_DIR"]) / "credd" / "credd.sock"
 
 
+def wait_daemon(server: JupyterServer, timeout: float = 60) -> dict[str, Any]:
+    """The status once the daemon the extension starts (in the background) answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data: dict[str, Any] = server.request("GET", "/credd/api/status").json()
+        if data["daemon"] != "stopped" or time.monotonic() > deadline:
+            return data
+        assert data["message"] == "the credd daemon is starting", data
+        time.sleep(0.1)
+
+
 def check_answers(server: JupyterServer) -> None:
     """No credential in anything the server answered (known secrets counted, never shown)."""
     text = "\n".join(server.answers)
@@ -334,8 +345,8 @@ def test_the_extension_starts_the_daemon_and_stops_it_with_the_server(
     )
     socket = socket_of(env)
     try:
-        server.start()
-        data = server.request("GET", "/credd/api/status").json()
+        server.start()  # the server answers before the daemon is up: it starts in a thread
+        data = wait_daemon(server)
         assert data["daemon"] == "running" and data["started_by_extension"] is True
         pid = data["pid"]
         assert pid == detach.running_pid(socket)
@@ -373,7 +384,7 @@ def test_needs_setup_without_a_passphrase_source(
     server = JupyterServer(Path(env["HOME"]), env, log)
     try:
         server.start()
-        data = server.request("GET", "/credd/api/status").json()
+        data = wait_daemon(server)
         assert data["daemon"] == "needs_setup" and data["started_by_extension"] is False
         assert "CREDD_PASSPHRASE_FILE" in data["message"]
         assert "hosted-hubs" in data["message"] and data["profiles"] == []
