@@ -1,7 +1,8 @@
 """credd inside Jupyter (issue 13, docs/hosted-hubs.md): a Jupyter Server extension.
 
 ``pip install --user 'credd[jupyter]'`` installs ``etc/jupyter/jupyter_server_config.d/credd.json``,
-which enables it. On server start it starts the credd daemon when none answers on its socket
+which enables it. On server start it starts the credd daemon (in a thread: the server does not
+wait; ``status`` says "the credd daemon is starting" meanwhile) when none answers on its socket
 (``credd daemon --detach``; the secret store is opened by the daemon from the documented
 sources only, never with a prompt: see :mod:`credd.jupyter.supervisor`), and on server stop it
 stops the daemon only if it started it.
