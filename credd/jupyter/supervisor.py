@@ -2,9 +2,8 @@
 only if this server started it.
 
 Starting (in a thread, so the server does not wait) runs ``credd daemon --detach`` in a new
-interpreter (:mod:`credd.daemon.detach`:
-fork,
-``setsid``, fork, log to ``$XDG_STATE_HOME/credd/credd.log``, pid file next to the socket), so
+interpreter (:mod:`credd.daemon.detach`: fork, ``setsid``, fork, log to
+``$XDG_STATE_HOME/credd/credd.log``, pid file next to the socket), so
 the daemon is tied to neither the Jupyter server's process group nor a browser session, and
 inherits none of the server's sockets. It returns once the socket answers.
 

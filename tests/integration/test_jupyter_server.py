@@ -23,8 +23,8 @@ from typing import Any
 import pyotp
 import pytest
 
-from credd import detach
 from credd.client import Client
+from credd.daemon import detach
 from credd.errors import CreddError
 from credd.sso.cache import TokenCache
 from credd.sso.settings import load_full_config, resolve_profile

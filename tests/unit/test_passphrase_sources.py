@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from credd import filestore
 from credd.errors import SecretStoreLocked, UsageError
-from credd.secrets import SecretStore
+from credd.secrets import files as filestore
+from credd.secrets.store import SecretStore
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 PASSPHRASE = b"a passphrase for the notebook store"
