@@ -28,8 +28,9 @@ typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
 # The suite mostly waits on real processes and real (short) rotations, so 4 workers on 2 cores.
+# loadgroup: tests marked xdist_group("NAME") share one worker (and its module fixtures).
 test: lint typecheck
-	$(BIN)/python -m pytest -n 4
+	$(BIN)/python -m pytest -n 4 --dist loadgroup
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not integration"

@@ -232,6 +232,20 @@ class Client:
         target = f"/v1/profiles/{quote_segment(profile)}/refresh"
         return self._json("POST", target, b"{}", self.action_timeout)
 
+    def start_login(
+        self, profile: "str | None" = None, *, sso_session: "str | None" = None
+    ) -> "dict[str, Any]":
+        """Have the daemon start a device-code SSO login for ``profile`` (or ``sso_session``);
+        returns ``{"login": {"id", "state", "user_code", "verification_uri", ...}}``."""
+        import json
+
+        body = {"profile": profile} if sso_session is None else {"sso_session": sso_session}
+        return self._json("POST", "/v1/logins", json.dumps(body).encode(), self.action_timeout)
+
+    def login(self, login_id: str) -> "dict[str, Any]":
+        """How a login started with :meth:`start_login` is going: ``{"login": {...}}``."""
+        return self._json("GET", "/v1/logins/" + quote_segment(login_id))
+
     def call(
         self,
         method: str,

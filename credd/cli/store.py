@@ -64,8 +64,9 @@ def cmd_init(args: argparse.Namespace, io: Io) -> int:
         )
     else:
         io.say(
-            "the daemon needs the passphrase at start: --passphrase-fd N, or the systemd "
-            f"credential {filestore.CREDENTIAL_NAME} (LoadCredential=), or a terminal prompt"
+            "the daemon needs the passphrase at start: --passphrase-fd N, the systemd "
+            f"credential {filestore.CREDENTIAL_NAME} (LoadCredential=), a file "
+            f"({filestore.FILE_ENV}) or a command ({filestore.COMMAND_ENV})"
         )
     io.say("store secrets as usual: credd keys set PROFILE / credd totp set PROFILE")
     env = os.environ.get(filestore.STORE_ENV)

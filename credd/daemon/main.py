@@ -48,6 +48,7 @@ from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
 from credd.sources.codes import code_source_of
 from credd.sso import TokenStore
+from credd.sso.device import DeviceLogins
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +161,12 @@ class Daemon:
         )
         # IMDS endpoints (docs/imds.md): from credd_imds in the config, or asked for on the socket
         self.imds = ImdsEndpoints(self.manager, self.clock, info=self.manager.info_extra)
-        self.server = UnixServer(
-            socket, Api(self.manager, self.clock, imds=self.imds), listen_fd=listen_fd
+        # device-code SSO logins asked for on the socket (the Jupyter extension, docs/sso.md)
+        self.logins = DeviceLogins(
+            clients=self.clients, clock=self.clock, refresh=self.manager.refresh, environ=environ
         )
+        api = Api(self.manager, self.clock, imds=self.imds, logins=self.logins)
+        self.server = UnixServer(socket, api, listen_fd=listen_fd)
         self.notifier = notifier or Notifier(self.environ)
         self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
         self.watchdog_every = watchdog_interval(self.environ)
@@ -387,6 +391,7 @@ class Daemon:
         if self.endpoint is not None:
             self.endpoint.stop()
         self.imds.stop_all()
+        self.logins.stop()
         self.server.stop()
         self.manager.stop()
         self.scheduler.shutdown()

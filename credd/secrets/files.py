@@ -13,7 +13,9 @@ Both files are 0600 in a 0700 directory, replaced atomically (temporary file, fs
 under an exclusive ``flock`` on ``secrets.lock``, and reread on every call so entries written by
 ``credd keys set`` reach a running daemon. The passphrase comes from ``CREDD_PASSPHRASE_FD``
 (``--passphrase-fd``), else the systemd credential ``$CREDENTIALS_DIRECTORY/credd-passphrase``,
-else a prompt, only when the caller allows one and standard input is a terminal. Neither
+else ``CREDD_PASSPHRASE_FILE`` (a file only its owner can read), else the standard output of
+``CREDD_PASSPHRASE_COMMAND`` (run without a shell), else a prompt, only when the caller allows
+one and standard input is a terminal. Neither
 passphrase nor key nor plaintext ever reaches a log line, an exception or a repr.
 """
 
@@ -50,6 +52,8 @@ PLAINTEXT = "plaintext-file"
 KINDS = (KEYRING, ENCRYPTED, PLAINTEXT)
 STORE_ENV = "CREDD_SECRET_STORE"
 FD_ENV = "CREDD_PASSPHRASE_FD"
+FILE_ENV = "CREDD_PASSPHRASE_FILE"
+COMMAND_ENV = "CREDD_PASSPHRASE_COMMAND"
 CREDENTIAL_NAME = "credd-passphrase"
 DOCS = "see docs/secrets.md (headless hosts)"
 FORMAT = "credd-secret-store"
@@ -174,6 +178,61 @@ def _parse_fd(text: str) -> int:
     return fd
 
 
+def read_file(path: Path) -> bytes:
+    """The passphrase in ``path``: a regular file of this user that nobody else can read."""
+    source = f"{FILE_ENV} ({path})"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise SecretStoreLocked(f"cannot read {source}: {exc.strerror}", hint=DOCS) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            raise SecretStoreLocked(f"{source} is not a regular file of yours", hint=DOCS)
+        if info.st_mode & 0o077:
+            raise SecretStoreLocked(
+                f"{source} can be read by others (mode {stat.S_IMODE(info.st_mode):04o})",
+                hint=f"chmod 600 {path}; " + DOCS,
+            )
+        return _strip(handle.read(MAX_PASSPHRASE + 2), source)
+
+
+def run_command(command: str, timeout: float = FD_TIMEOUT) -> bytes:
+    """The standard output of ``command`` (split like a shell would, run without one)."""
+    import shlex
+    import subprocess
+
+    source = COMMAND_ENV
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"{COMMAND_ENV} cannot be split into words: {exc}", hint=DOCS) from None
+    if not argv:
+        raise UsageError(f"{COMMAND_ENV} is empty", hint=DOCS)
+    try:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise SecretStoreLocked(
+            f"{source} ({argv[0]}) did not finish within {timeout:g}s", hint=DOCS
+        ) from None
+    except OSError as exc:
+        raise SecretStoreLocked(
+            f"cannot run {source} ({argv[0]}): {exc.strerror}", hint=DOCS
+        ) from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise SecretStoreLocked(
+            f"{source} ({argv[0]}) exited with status {done.returncode}"
+            + (f": {said[-1][:200]}" if said else ""),
+            hint=DOCS,
+        )
+    if len(done.stdout) > MAX_PASSPHRASE + 2:
+        raise SecretStoreLocked(f"the passphrase from {source} is too long", hint=DOCS)
+    return _strip(done.stdout, source)
+
+
 def passphrase_source(
     environ: Mapping[str, str] | None = None,
     *,
@@ -181,8 +240,9 @@ def passphrase_source(
 ) -> tuple[str, Passphrase] | None:
     """Where the passphrase will come from, as ``(description, reader)``; None: nowhere.
 
-    Order: ``CREDD_PASSPHRASE_FD``, the systemd credential, then ``prompt`` (give one only when
-    a person is at a terminal). Nothing is read until the reader is called.
+    Order: ``CREDD_PASSPHRASE_FD``, the systemd credential, ``CREDD_PASSPHRASE_FILE``,
+    ``CREDD_PASSPHRASE_COMMAND``, then ``prompt`` (give one only when a person is at a
+    terminal). Nothing is read (or run) until the reader is called.
     """
     env = _env(environ)
     if env.get(FD_ENV):
@@ -199,6 +259,12 @@ def passphrase_source(
                 raise SecretStoreLocked(f"cannot read {path}: {exc.strerror}", hint=DOCS) from None
 
         return f"systemd credential {CREDENTIAL_NAME}", from_credential
+    if env.get(FILE_ENV):
+        file = Path(env[FILE_ENV]).expanduser()
+        return f"{FILE_ENV} ({file})", lambda: read_file(file)
+    if env.get(COMMAND_ENV, "").strip():
+        command = env[COMMAND_ENV]
+        return COMMAND_ENV, lambda: run_command(command)
     if prompt is not None:
         ask = prompt
         return "the terminal", lambda: _strip(
@@ -211,7 +277,8 @@ def no_passphrase_error(path: Path) -> SecretStoreSealed:
     return SecretStoreSealed(
         f"the encrypted secret store {path} is locked: no passphrase was given",
         hint=f"pass it with --passphrase-fd N ({FD_ENV}=N), as the systemd credential "
-        f"{CREDENTIAL_NAME} (LoadCredential=), or run interactively to be asked; " + DOCS,
+        f"{CREDENTIAL_NAME} (LoadCredential=), in a file ({FILE_ENV}), from a command "
+        f"({COMMAND_ENV}), or run interactively to be asked; " + DOCS,
     )
 
 

@@ -8,6 +8,8 @@ Paths (version 1; see docs/socket-api.md)::
     POST /v1/profiles/{profile}/refresh     (empty body or {}) -> {"profile": status}
     POST /v1/imds/{profile}                 {"lease"?: bool} -> {"imds": endpoint} (docs/imds.md)
     POST /v1/forget                         {"profile": P} or {"all": true} -> {"forgot": {...}}
+    POST /v1/logins                         {"profile": P} or {"sso_session": S} -> {"login": ...}
+    GET  /v1/logins/{login}                 a device-code login's state -> {"login": ...}
     GET  /v1/metrics                        Prometheus text format (see docs/metrics.md)
 
 No I/O happens here: a transport builds the :class:`Request` and writes the :class:`Response`.
@@ -17,6 +19,7 @@ response shape, token, ``Host`` and proxy checks.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Protocol
 
@@ -36,6 +39,7 @@ _NO_STORE = (("cache-control", "no-store"),)
 _CREDENTIALS_PREFIX = "/v1/credentials/"
 _MAX_CODE_LENGTH = 16
 _CREDENTIALS_ROUTE = "/v1/credentials/{profile}"
+_LOGIN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class ImdsControl(Protocol):
@@ -43,6 +47,20 @@ class ImdsControl(Protocol):
     :class:`credd.server.imds_endpoints.ImdsEndpoints`."""
 
     def open(self, profile: str, *, lease_pid: int | None = None) -> dict[str, Any]: ...
+
+
+class LoginView(Protocol):
+    """A device-code login: :class:`credd.sso.device.DeviceLogin`."""
+
+    def to_json(self, now: Any) -> dict[str, Any]: ...
+
+
+class LoginControl(Protocol):
+    """Device-code logins the daemon runs: :class:`credd.sso.device.DeviceLogins`."""
+
+    def start(self, *, profile: str | None = None, sso_session: str | None = None) -> LoginView: ...
+
+    def get(self, login_id: str) -> LoginView: ...
 
 
 class Api:
@@ -55,9 +73,11 @@ class Api:
         *,
         registry: metrics.Registry | None = None,
         imds: ImdsControl | None = None,
+        logins: LoginControl | None = None,
     ) -> None:
         self.backend = backend
         self.imds = imds
+        self.logins = logins
         self.clock = clock
         self.metrics = registry or metrics.REGISTRY
         self._route = threading.local()  # the pattern the current request matched
@@ -69,6 +89,8 @@ class Api:
         self._add("GET", "/v1/metrics", self._metrics)
         self._add("POST", "/v1/imds/{profile}", self._imds)
         self._add("POST", "/v1/forget", self._forget)
+        self._add("POST", "/v1/logins", self._login_start)
+        self._add("GET", "/v1/logins/{login}", self._login_get)
 
     def _add(self, method: str, pattern: str, handler: Handler) -> None:
         def routed(request: Request, params: dict[str, str]) -> Response:
@@ -170,6 +192,32 @@ class Api:
             raise NotFound("this daemon cannot forget sessions")
         name = None if everything else decode_profile(str(profile))
         return Response.json(200, {"forgot": forget(name)}, _NO_STORE)
+
+    def _login_control(self) -> LoginControl:
+        if self.logins is None:
+            raise NotFound("this daemon runs no SSO logins", hint="use: credd login PROFILE")
+        return self.logins
+
+    def _login_start(self, request: Request, params: dict[str, str]) -> Response:
+        data = request.json_body()
+        _only_fields(data, {"profile", "sso_session"})
+        profile, session = data.get("profile"), data.get("sso_session")
+        if (profile is None) == (session is None) or not isinstance(profile or session, str):
+            raise RequestError('send {"profile": "NAME"} or {"sso_session": "NAME"}')
+        control = self._login_control()
+        if profile is not None:
+            login = control.start(profile=decode_profile(str(profile)))
+        else:
+            login = control.start(sso_session=decode_profile(str(session)))
+        return Response.json(200, {"login": login.to_json(self.clock.now())}, _NO_STORE)
+
+    def _login_get(self, request: Request, params: dict[str, str]) -> Response:
+        _only_fields(request.json_body(allow_empty=True), set())
+        login_id = params["login"]
+        if not _LOGIN_ID.fullmatch(login_id):
+            raise NotFound("no such login", hint="login ids are 16 hex digits")
+        login = self._login_control().get(login_id)
+        return Response.json(200, {"login": login.to_json(self.clock.now())}, _NO_STORE)
 
     def _metrics(self, request: Request, params: dict[str, str]) -> Response:
         _only_fields(request.json_body(allow_empty=True), set())

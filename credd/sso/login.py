@@ -69,6 +69,21 @@ class LoginIo:
     open_browser: Callable[[str], bool] = field(default=_open_browser)
 
 
+@dataclass(frozen=True)
+class DeviceAuthorization:
+    """A started device-code login: the code and links a person needs (no secret), and what
+    polling needs (the device code and the registration, kept out of ``repr``)."""
+
+    registration: Registration = field(repr=False)
+    device_code: str = field(repr=False)
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    interval: int
+    expires_in: int
+    deadline: datetime
+
+
 def pkce_pair() -> tuple[str, str]:
     """(verifier, S256 challenge): 64 unreserved characters, base64url(sha256) without ``=``."""
     verifier = "".join(secrets.choice(_VERIFIER_CHARS) for _ in range(64))
@@ -174,8 +189,9 @@ class LoginFlow:
         log.info("SSO login for %s stored in %s", self.target.label, self.cache.path(self.target))
         return written
 
-    def device_code(self, *, open_browser: bool = True) -> SsoToken:
-        """The device authorization flow; returns the token written to the cache."""
+    def begin_device_code(self) -> DeviceAuthorization:
+        """Register (or reuse a registration) and start a device authorization: what a person
+        needs to approve it. Nothing is shown or opened here."""
         registration = self.registration(auth_code=False)
         auth = self._call(
             "start_device_authorization",
@@ -184,25 +200,35 @@ class LoginFlow:
             clientSecret=registration.client_secret,
             startUrl=self.target.start_url,
         )
-        interval = int(auth.get("interval") or DEFAULT_INTERVAL)
         limit = min(float(auth.get("expiresIn") or self.timeout), self.timeout)
-        deadline = self.clock.now() + timedelta(seconds=limit)
         uri = str(auth["verificationUri"])
-        complete = str(auth.get("verificationUriComplete") or uri)
-        self.io.say(
-            f"To sign in to {self.target.label}, open\n\n    {uri}\n\nand enter the code\n\n"
-            f"    {auth['userCode']}\n\nor open {complete}\n(waiting up to {int(limit)} s; "
-            "Ctrl-C cancels)"
+        return DeviceAuthorization(
+            registration=registration,
+            device_code=str(auth["deviceCode"]),
+            user_code=str(auth["userCode"]),
+            verification_uri=uri,
+            verification_uri_complete=str(auth.get("verificationUriComplete") or uri),
+            interval=int(auth.get("interval") or DEFAULT_INTERVAL),
+            expires_in=int(limit),
+            deadline=self.clock.now() + timedelta(seconds=limit),
         )
-        if open_browser:
-            self.io.open_browser(complete)
+
+    def finish_device_code(
+        self, auth: DeviceAuthorization, *, sleep: Callable[[float], None] | None = None
+    ) -> SsoToken:
+        """Poll CreateToken (honouring ``interval`` and ``slow_down``) until the person approves,
+        denies or the code expires; returns the token written to the cache. ``sleep`` (default:
+        the clock's) may raise to cancel."""
+        wait = sleep or self.clock.sleep
+        registration = auth.registration
+        interval = auth.interval
         while True:
             try:
                 reply = self.client.create_token(
                     grantType=DEVICE_GRANT,
                     clientId=registration.client_id,
                     clientSecret=registration.client_secret,
-                    deviceCode=auth["deviceCode"],
+                    deviceCode=auth.device_code,
                 )
                 return self._finish(self._token(reply, registration))
             except Exception as exc:
@@ -211,12 +237,25 @@ class LoginFlow:
                     interval += SLOW_DOWN_DELAY
                 elif code != "AuthorizationPendingException":
                     raise self._failed(exc) from None
-            if self.clock.now() + timedelta(seconds=interval) > deadline:
+            if self.clock.now() + timedelta(seconds=interval) > auth.deadline:
                 raise LoginRequired(
                     f"nobody approved the SSO login for {self.target.label} in time",
                     hint=f"run it again: {self.target.login_command(self.profile)}",
                 )
-            self.clock.sleep(interval)
+            wait(interval)
+
+    def device_code(self, *, open_browser: bool = True) -> SsoToken:
+        """The device authorization flow; returns the token written to the cache."""
+        auth = self.begin_device_code()
+        self.io.say(
+            f"To sign in to {self.target.label}, open\n\n    {auth.verification_uri}\n\n"
+            f"and enter the code\n\n    {auth.user_code}\n\nor open "
+            f"{auth.verification_uri_complete}\n(waiting up to {auth.expires_in} s; "
+            "Ctrl-C cancels)"
+        )
+        if open_browser:
+            self.io.open_browser(auth.verification_uri_complete)
+        return self.finish_device_code(auth)
 
     def _failed(self, exc: BaseException) -> Exception:
         code = error_code(exc)
