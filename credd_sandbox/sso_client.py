@@ -257,6 +257,7 @@ class SsoAdminMixin:
     def set_sso_settings(self, **settings: int) -> dict[str, int]:
         """Change lifetimes: ``access_token_seconds`` (default 3600), ``session_seconds``
         (90 days), ``registration_seconds`` (90 days), ``device_code_seconds`` (600),
-        ``device_interval_seconds`` (1), ``auth_code_seconds`` (600). Reset restores them."""
+        ``device_interval_seconds`` (1), ``auth_code_seconds`` (600), ``portal_page_size`` (20: the
+        most ListAccounts/ListAccountRoles put in one page). Reset restores them."""
         result: dict[str, int] = self.request("POST", "sso/settings", dict(settings))
         return result

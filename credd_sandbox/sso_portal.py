@@ -19,7 +19,6 @@ from credd_sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAGE = 20
 _UNAUTHORIZED = "Session token not found or invalid"
 
 
@@ -43,14 +42,19 @@ def _required(call: SsoCall, key: str) -> str:
     return value
 
 
-def _page(items: list[dict[str, Any]], call: SsoCall) -> tuple[list[dict[str, Any]], str | None]:
+def _page(
+    items: list[dict[str, Any]], call: SsoCall, cap: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of ``items``: at most ``max_result`` and at most ``cap`` (the sandbox's
+    ``portal_page_size``) of them, with the ``nextToken`` of the rest."""
     raw = call.query.get("max_result")
     try:
-        size = DEFAULT_PAGE if raw is None else int(raw)
+        size = cap if raw is None else int(raw)
     except ValueError:
         raise fault("InvalidRequestException", "max_result must be a number") from None
     if not 1 <= size <= 100:
         raise fault("InvalidRequestException", "max_result must be between 1 and 100")
+    size = min(size, cap)
     offset = 0
     token = call.query.get("next_token")
     if token:
@@ -68,8 +72,8 @@ def _page(items: list[dict[str, Any]], call: SsoCall) -> tuple[list[dict[str, An
     return items[offset:end], following
 
 
-def _listing(key: str, items: list[dict[str, Any]], call: SsoCall) -> Reply:
-    chunk, following = _page(items, call)
+def _listing(sso: SsoState, key: str, items: list[dict[str, Any]], call: SsoCall) -> Reply:
+    chunk, following = _page(items, call, sso.settings.portal_page_size)
     payload: dict[str, Any] = {key: chunk}
     if following is not None:
         payload["nextToken"] = following
@@ -120,7 +124,7 @@ def list_accounts(sandbox: SandboxState, sso: SsoState, call: SsoCall) -> Reply:
             }
             for account in accounts
         ]
-    return _listing("accountList", items, call)
+    return _listing(sso, "accountList", items, call)
 
 
 def list_account_roles(sandbox: SandboxState, sso: SsoState, call: SsoCall) -> Reply:
@@ -129,7 +133,7 @@ def list_account_roles(sandbox: SandboxState, sso: SsoState, call: SsoCall) -> R
     with sso.lock:
         roles = sorted(role for account, role in user.assignments if account == account_id)
     items = [{"roleName": role, "accountId": account_id} for role in roles]
-    return _listing("roleList", items, call)
+    return _listing(sso, "roleList", items, call)
 
 
 def logout(sandbox: SandboxState, sso: SsoState, call: SsoCall) -> Reply:

@@ -44,6 +44,9 @@ class SsoSettings:
     device_code_seconds: int = 600
     device_interval_seconds: int = 1
     auth_code_seconds: int = 600
+    #: the most ListAccounts / ListAccountRoles return in one page, whatever maxResults asks
+    #: (small values make clients follow nextToken)
+    portal_page_size: int = 20
 
 
 SETTING_BOUNDS: dict[str, tuple[int, int]] = {
@@ -53,6 +56,7 @@ SETTING_BOUNDS: dict[str, tuple[int, int]] = {
     "device_code_seconds": (1, DAY),
     "device_interval_seconds": (0, 60),
     "auth_code_seconds": (1, DAY),
+    "portal_page_size": (1, 100),
 }
 
 
