@@ -6,17 +6,18 @@ characters that are safe in a profile name everywhere it is typed or passed (she
 digits, ``.``, ``_`` and ``-``. Accents are dropped (``é`` -> ``e``), every other run of
 characters becomes one ``-``.
 
-Collisions are resolved without looking at the order the portal listed things in: pairs are
-taken sorted by (account id, role name), and for each the first free name of
+Collisions are resolved without looking at the order the portal listed things in. Each pair
+(account, role) has the candidates
 
     BASE, BASE-ACCOUNTID, BASE-ACCOUNTID-ROLE, BASE-ACCOUNTID-ROLE-2, -3, ...
 
-is used, where "free" means: not the name of a profile credd did not generate for this login
-(a hand-written one, one from the credentials file, one generated for another login,
-``default``), and not already given to another pair. A base shared by several pairs is given
-to none of them (each gets its account id), unless a pair already had it from an earlier run:
-a name once given stays as long as it is still one of the pair's candidates, so a new
-account with the same name never renames the profiles people already use.
+and gets the first that is free: not the name of a profile credd did not generate for this
+login (a hand-written one, one from the credentials file, one generated for another login,
+``default``), not given to another pair, and not wanted by another pair at the same step (two
+accounts both named "Production" both get their account id; neither keeps the bare name).
+Numbered names, only reached when two roles sanitise alike, go in (account id, role) order.
+A name once given stays as long as it is still one of the pair's candidates, so a new account
+with the same name never renames the profiles people already use.
 """
 
 from __future__ import annotations
@@ -159,8 +160,6 @@ def assign_names(
     an earlier run. The result depends only on these, not on the order of ``pairs``."""
     unique = sorted({p.key: p for p in pairs}.values())
     blocked = set(taken) | RESERVED
-    bases = {p.key: template.base(p) for p in unique}
-    shared = {base for base, n in Counter(bases.values()).items() if n > 1}
     names: dict[tuple[str, str], str] = {}
     claimed: set[str] = set()
     for pair in unique:  # an earlier name stays while it is still one of the pair's own
@@ -168,14 +167,21 @@ def assign_names(
         if old and old not in blocked and old not in claimed and template.is_candidate(old, pair):
             names[pair.key] = old
             claimed.add(old)
-    for pair in unique:
-        if pair.key in names:
-            continue
-        for number, candidate in enumerate(template.candidates(pair)):
-            if number == 0 and candidate in shared:
-                continue
-            if candidate not in blocked and candidate not in claimed:
-                names[pair.key] = candidate
-                claimed.add(candidate)
-                break
+    pending = [p for p in unique if p.key not in names]
+    level = 0
+    while pending:
+        wanted = {p.key: template.candidate(p, level) for p in pending}
+        shared = Counter(wanted.values())
+        rest = []
+        for pair in pending:
+            name = wanted[pair.key]
+            # a name several pairs want at the same step goes to none of them (numbered
+            # names, where two roles sanitised alike meet, go in sorted order instead)
+            if (shared[name] == 1 or level >= 3) and name not in blocked and name not in claimed:
+                names[pair.key] = name
+                claimed.add(name)
+            else:
+                rest.append(pair)
+        pending = rest
+        level += 1
     return names
