@@ -165,10 +165,14 @@ def get_federation_token(state: SandboxState, caller: KeyRecord, params: Params)
 
 
 def get_caller_identity(state: SandboxState, caller: KeyRecord, params: Params) -> str:
+    """The caller's account is the one in its ARN (SSO role credentials can be for any
+    account), as AWS answers."""
+    parts = caller.arn.split(":")
+    account = parts[4] if len(parts) > 5 and parts[4].isdigit() else ACCOUNT_ID
     return (
         element("Arn", caller.arn)
         + element("UserId", caller.principal_id)
-        + element("Account", ACCOUNT_ID)
+        + element("Account", account)
     )
 
 

@@ -123,6 +123,30 @@ def test_list_accounts_and_roles_paginate(idc: Idc) -> None:
     assert code(exc) == "InvalidRequestException"
 
 
+def test_portal_page_size_caps_every_page_and_role_credentials_name_their_account(
+    idc: Idc,
+) -> None:
+    admin = idc.sb.admin
+    for account in ("111111111111", "222222222222"):
+        admin.assign_sso_role(idc.user, "Dev", start_url=idc.instance, account_id=account)
+    admin.set_sso_settings(portal_page_size=2)
+    token = idc.device_token()["accessToken"]
+    first = idc.portal.list_accounts(accessToken=token, maxResults=100)
+    assert len(first["accountList"]) == 2 and first["nextToken"]
+    rest = idc.portal.list_accounts(accessToken=token, nextToken=first["nextToken"])
+    assert len(rest["accountList"]) == 1 and "nextToken" not in rest
+    with pytest.raises(SandboxError, match="portal_page_size"):
+        admin.set_sso_settings(portal_page_size=0)
+    creds = idc.portal.get_role_credentials(
+        roleName="Dev", accountId="222222222222", accessToken=token
+    )["roleCredentials"]
+    ident = session_client(idc.sb, "sts", creds).get_caller_identity()
+    assert ident["Account"] == "222222222222"
+    assert ident["Arn"].startswith("arn:aws:sts::222222222222:assumed-role/AWSReservedSSO_Dev_")
+    admin.reset()
+    assert admin.sso_settings()["portal_page_size"] == 20
+
+
 def test_permission_set_lifetime_and_min_duration(sandbox_clean: SandboxHandle) -> None:
     sb = sandbox_clean
     idc = make_idc(sb, session_duration=43200)

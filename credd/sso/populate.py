@@ -111,7 +111,7 @@ def populate(
     clock = clock or SystemClock()
     factory = factory or ClientFactory()
     store = TokenStore(cache or TokenCache(clock=clock), factory, clock=clock)
-    token = store.access_token(target, profile=profile)
+    token = store.access_token(target, profile=profile if target.legacy else None)
     lister = Lister(target, token, factory, profile=profile, clock=clock)
     listing = lister.assignments()
     config = path if path is not None else config_file_path()

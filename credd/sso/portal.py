@@ -77,6 +77,12 @@ class Lister:
         self._lock = threading.Lock()
         self.retries = 0  # attempts that were retried (for tests and the output)
 
+    @property
+    def login_as(self) -> str | None:
+        """The profile ``credd login`` is told to name: only a legacy login needs one (an
+        sso-session is logged in to by its name)."""
+        return self.profile if self.target.legacy else None
+
     def _client(self) -> Any:
         return self.factory.unsigned_client("sso", self.profile, self.target.region)
 
@@ -89,7 +95,7 @@ class Lister:
                 )
                 return result
             except Exception as exc:
-                error = translate(exc, target=self.target, action=action, profile=self.profile)
+                error = translate(exc, target=self.target, action=action, profile=self.login_as)
                 if not error.transient or attempt + 1 >= self.backoff.attempts:
                     raise error from None
                 wait = self.backoff.delay(attempt, self._rng)
