@@ -116,7 +116,9 @@ def _report(outcome: Outcome, io: SsoCliIo) -> None:
         io.say(f"Wrote {outcome.path}: {summary}.")
     else:
         unchanged = len(outcome.plan.of("unchanged"))
-        io.say(f"Nothing to change: {outcome.path} is up to date ({unchanged} profiles).")
+        stale = len(outcome.plan.of("stale"))
+        more = f"; {stale} stale" if stale else ""
+        io.say(f"Nothing to change: {outcome.path} is up to date ({unchanged} profiles{more}).")
     if t.legacy and outcome.plan.of("added"):
         io.say("Note: a legacy login (sso_start_url in the profile) is never refreshed; an")
         io.say("[sso-session] is (see docs/sso.md).")

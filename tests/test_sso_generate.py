@@ -221,3 +221,13 @@ def test_the_diff_shows_the_change_and_masks_secrets() -> None:
     assert unified_diff(USER_CONFIG, USER_CONFIG, PATH) == ""
     no_eol = unified_diff("[a]\nx = 1", "[a]\nx = 2", PATH)
     assert no_eol.count("\\ No newline at end of file") == 2
+
+
+def test_a_profile_another_stands_on_keeps_its_name_when_the_template_changes() -> None:
+    text = plan(USER_CONFIG, LISTING[:2]).text
+    text += (
+        "\n[profile mine]\nsource_profile = Production.Admin\nrole_arn = arn:aws:iam::1:role/x\n"
+    )
+    p = plan(text, LISTING[:2], names=NameTemplate("{account_id}.{role_name}"))
+    assert actions(p) == {"Production.Admin": "unchanged", f"{A}.ReadOnly": "renamed"}
+    assert "[profile mine]\nsource_profile = Production.Admin\n" in p.text

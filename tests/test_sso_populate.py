@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -258,6 +260,31 @@ def test_a_second_run_changes_no_byte_and_says_so(home: Path) -> None:
         f"Nothing to change: {config} is up to date (6 profiles).",
     ]
     assert (config.read_bytes(), config.stat().st_mtime_ns, config.stat().st_ino) == before
+
+
+def test_a_profile_written_by_hand_while_populate_lists_is_kept_and_not_collided_with(
+    corp: Corp, home: Path
+) -> None:
+    """The plan is made under the lock from the file as it is then, not as it was read."""
+    admin = corp.sb.admin
+    admin.set_slow(1.0, count=1, services=["sso"], actions=["ListAccounts"])
+    config = home / ".aws" / "config"
+    mine = "\n[profile Sandbox-Cafe.Admin]\nregion = eu-north-1\n"
+
+    def editor() -> None:  # someone saves the file while the portal is being asked
+        deadline = time.monotonic() + 30
+        while admin.call_stats()["in_flight"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with config.open("a") as f:
+            f.write(mine)
+
+    thread = threading.Thread(target=editor)
+    thread.start()
+    result = populate()
+    thread.join()
+    assert "Sandbox-Cafe.Admin-333333333333" in names(result, "added")
+    text = config.read_text()
+    assert text.startswith(corp.config() + mine)
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(corp: Corp, home: Path) -> None:

@@ -246,8 +246,15 @@ def plan_edit(
     removed = {own.section for own in stale if options.prune and own.profile not in sources}
     edit = _Edit(target, options, pairs, primary, removed, sources)
     blocked = set(taken) | others | {own.profile for own in stale if own.section not in removed}
+    # a profile another one stands on (source_profile) keeps its name: a rename would break it
+    pinned = {key: own.profile for key, own in primary.items() if own.profile in sources}
     current = {key: own.profile for key, own in primary.items()}
-    edit.names = assign_names(pairs.values(), options.names, taken=blocked, current=current)
+    free = [pair for key, pair in pairs.items() if key not in pinned]
+    blocked |= set(pinned.values())
+    edit.names = {
+        **assign_names(free, options.names, taken=blocked, current=current),
+        **pinned,
+    }
 
     by_section = {own.section: own for own in mine}
     pieces: list[str] = []
