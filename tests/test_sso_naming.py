@@ -158,3 +158,12 @@ def test_names_already_given_survive_new_pairs(
     first = assign_names(old, t)
     later = assign_names(both, t, current=first)
     assert {k: later[k] for k in first} == first
+
+
+@settings(max_examples=120, deadline=None)
+@given(text=st.text(max_size=40))
+def test_sanitise_gives_safe_text_and_is_idempotent(text: str) -> None:
+    clean = sanitise(text)
+    assert clean == "" or SAFE.match(clean)
+    assert "--" not in clean and not clean.startswith(("-", ".")) and not clean.endswith(("-", "."))
+    assert sanitise(clean) == clean

@@ -11,6 +11,7 @@ test has its own HOME with the user's config and a token cached as the AWS CLI c
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -26,7 +27,9 @@ from typing import Any
 import pytest
 
 from credd.aws.clients import ClientFactory, Limiter
+from credd.cli_sso import SsoCliIo, cmd_sso_populate
 from credd.clock import UTC, FakeClock, isoformat_z
+from credd.commands import build_parser
 from credd.errors import AwsThrottled
 from credd.sandbox.sso_client import SsoInstance, SsoUser
 from credd.sso.cache import TokenCache
@@ -176,8 +179,17 @@ def credd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     return done
 
 
-def populate(*args: str) -> dict[str, Any]:
-    done = credd("sso", "populate", "--set", "services=sandbox", "--json", *args)
+def populate(*args: str, here: bool = True) -> dict[str, Any]:
+    """``credd sso populate --json ARGS``: in this process (the command function, as the CLI
+    calls it) unless ``here`` is false (a real ``credd`` process)."""
+    argv = ["sso", "populate", "--set", "services=sandbox", "--json", *args]
+    if here:
+        out, err = io.StringIO(), io.StringIO()
+        code = cmd_sso_populate(build_parser().parse_args(argv), SsoCliIo(out, err))
+        done = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+        assert_no_secret(done.stdout + done.stderr, "credd sso populate")
+    else:
+        done = credd(*argv)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -223,7 +235,7 @@ def test_every_account_and_role_through_pages_and_throttling_used_by_boto3_and_b
     admin.set_throttle(count=3, services=["sso"], actions=["ListAccountRoles"])
     config = home / ".aws" / "config"
     os.chmod(config, 0o640)
-    result = populate()
+    result = populate(here=False)
     assert result["accounts"] == 4 and result["roles"] == 6 and result["written"]
     assert {c["profile"]: (c["account_id"], c["role_name"]) for c in result["added"]} == EXPECTED
     assert result["updated"] == result["pruned"] == result["stale"] == []
