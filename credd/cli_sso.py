@@ -63,11 +63,10 @@ def _only_login(full: Mapping[str, Any]) -> SsoTarget:
     for name, raw in sorted((full.get("profiles", {}) or {}).items()):
         if "sso_start_url" in raw and "sso_session" not in raw:
             try:
-                legacy.setdefault(
-                    resolve_profile(name, full).start_url, resolve_profile(name, full)
-                )
+                found = resolve_profile(name, full)
             except ConfigError:
                 continue
+            legacy.setdefault(found.start_url, found)
     if len(legacy) == 1:
         return next(iter(legacy.values()))
     if legacy:
@@ -120,8 +119,10 @@ def _report(outcome: Outcome, io: SsoCliIo) -> None:
         more = f"; {stale} stale" if stale else ""
         io.say(f"Nothing to change: {outcome.path} is up to date ({unchanged} profiles{more}).")
     if t.legacy and outcome.plan.of("added"):
-        io.say("Note: a legacy login (sso_start_url in the profile) is never refreshed; an")
-        io.say("[sso-session] is (see docs/sso.md).")
+        io.say(
+            "Note: a legacy login (sso_start_url in each profile) cannot refresh its token; "
+            "an [sso-session] can (docs/sso.md)."
+        )
 
 
 def _populate(args: argparse.Namespace, io: SsoCliIo) -> int:

@@ -4,10 +4,12 @@ what credd generated, the diff masks secrets."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
+from credd.cli_sso import choose_login
 from credd.errors import ConfigError, UsageError
 from credd.sso.generate import MARKER, Options, Plan, plan_edit, unified_diff
 from credd.sso.naming import Assignment, NameTemplate
@@ -231,3 +233,29 @@ def test_a_profile_another_stands_on_keeps_its_name_when_the_template_changes() 
     p = plan(text, LISTING[:2], names=NameTemplate("{account_id}.{role_name}"))
     assert actions(p) == {"Production.Admin": "unchanged", f"{A}.ReadOnly": "renamed"}
     assert "[profile mine]\nsource_profile = Production.Admin\n" in p.text
+
+
+def _args(**values: object) -> argparse.Namespace:
+    return argparse.Namespace(**{"sso_session": None, "profile": None, **values})
+
+
+def test_which_login_is_listed() -> None:
+    session = {"sso_start_url": URL, "sso_region": "eu-west-1"}
+    legacy = {"sso_start_url": URL, "sso_region": "eu-west-1", "sso_account_id": A}
+    full = {
+        "sso_sessions": {"corp": session},
+        "profiles": {"b": {"sso_session": "corp"}, "a": {"sso_session": "corp"}, "old": legacy},
+    }
+    assert choose_login(_args(), full) == (CORP, "a")  # the only session; a's endpoints
+    assert choose_login(_args(profile="old"), full) == (LEGACY, "old")
+    with pytest.raises(UsageError, match="not both"):
+        choose_login(_args(profile="old", sso_session="corp"), full)
+    two = {**full, "sso_sessions": {"corp": session, "lab": session}}
+    with pytest.raises(UsageError, match="several") as exc:
+        choose_login(_args(), two)
+    assert "--sso-session corp | lab" in str(exc.value)
+    assert choose_login(_args(), {"profiles": {"old": legacy}}) == (LEGACY, "old")
+    with pytest.raises(ConfigError, match="no IAM Identity Center login"):
+        choose_login(_args(), {"profiles": {"plain": {"region": "eu-west-1"}}})
+    with pytest.raises(ConfigError, match="no \\[sso-session lab\\]"):
+        choose_login(_args(sso_session="lab"), full)

@@ -151,15 +151,3 @@ class Lister:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sso-roles") as pool:
             results = list(pool.map(listed, accounts))
         return sorted(pair for chunk in results for pair in chunk)
-
-
-def list_assignments(
-    target: SsoTarget,
-    token: SsoToken,
-    factory: ClientFactory,
-    *,
-    profile: str | None = None,
-    clock: Clock | None = None,
-) -> list[Assignment]:
-    """Every (account, role) the login behind ``token`` can reach."""
-    return Lister(target, token, factory, profile=profile, clock=clock).assignments()
