@@ -5,7 +5,10 @@ and ``credd login``. See docs/sso.md.
 - :mod:`credd.sso.cache`: ``~/.aws/sso/cache`` files (:class:`TokenCache`, :class:`SsoToken`);
 - :mod:`credd.sso.oidc`: SSO-OIDC calls (clients from :mod:`credd.aws`) and their errors;
 - :mod:`credd.sso.tokens`: when and how to refresh (:class:`TokenStore`, :func:`refresh_due`);
-- :mod:`credd.sso.login` / :mod:`credd.sso.loopback`: the login flows.
+- :mod:`credd.sso.login` / :mod:`credd.sso.loopback`: the login flows;
+- :mod:`credd.sso.portal` (accounts and roles a login reaches), :mod:`credd.sso.naming`,
+  :mod:`credd.sso.generate` (the pure config edit) and :mod:`credd.sso.populate`: ``credd sso
+  populate``.
 """
 
 from __future__ import annotations
