@@ -62,6 +62,7 @@ OWN_KEYS = frozenset(
         MARKER,
     }
 )
+#: botocore's rule for a region name (as :mod:`credd.awsconfig` checks it)
 _REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
 _SECRET_LINE = re.compile(
     r"^(?P<head>[ +\-]?\s*(aws_secret_access_key|aws_session_token)\s*[=:]\s*)\S.*$",
