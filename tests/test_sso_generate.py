@@ -152,6 +152,8 @@ def test_a_template_change_renames_in_place() -> None:
 
 
 def test_names_in_the_credentials_file_other_logins_and_stale_ones_are_not_reused() -> None:
+    quoted = USER_CONFIG + '\n[profile "Sandbox.Admin"]\nregion = eu-west-1\n'
+    assert actions(plan(quoted, LISTING[3:])) == {f"Sandbox.Admin-{C}": "added"}  # as botocore
     p = plan(USER_CONFIG, LISTING[3:], taken=("Sandbox.Admin",))
     assert actions(p) == {f"Sandbox.Admin-{C}": "added"}
     other = plan(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,12 +143,18 @@ def settings_for(target: SsoTarget, pair: Assignment, options: Options) -> dict[
 
 
 def profile_name(section: str) -> str | None:
-    """The profile a config section holds, as botocore reads it (``None``: not a profile)."""
+    """The profile a config section holds, as botocore reads it (``None``: not a profile):
+    ``configloader.build_profile_map`` splits ``profile NAME`` like a shell (``[profile "a
+    b"]`` is ``a b``) and keeps it only when that gives two words."""
     if section == "default":
         return section
-    if section.startswith("profile "):
-        return section[len("profile ") :].strip() or None
-    return None
+    if not section.startswith("profile"):
+        return None
+    try:
+        parts = shlex.split(section)
+    except ValueError:
+        return None
+    return parts[1] if len(parts) == 2 else None
 
 
 def _value(section: Section, key: str) -> str | None:
