@@ -380,6 +380,19 @@ def test_no_login_or_an_ended_one_says_to_run_credd_login(corp: Corp, home: Path
     done = credd("sso", "populate")
     assert done.returncode == 4 and "expired" in done.stderr
     assert "credd login --sso-session corp" in done.stderr
+    # a session an administrator ended: the portal refuses the token it still has time on
+    admin = corp.sb.admin
+    user = admin.create_sso_user(unique_name("revoked"), start_url=corp.instance)
+    admin.assign_sso_role(user, "Admin", start_url=corp.instance, account_id=A)
+    cache_token(home, "corp", login(corp.sb, corp.instance, user), corp.url, timedelta(hours=1))
+    admin.revoke_sso_sessions(user=user)
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(["sso", "populate"])
+    assert cmd_sso_populate(args, SsoCliIo(out, err)) == 4
+    assert err.getvalue() == (
+        "credd: SSO login for corp has ended (ListAccounts: UnauthorizedException) "
+        "(run: credd login --sso-session corp)\n"
+    )
     assert not (home / ".aws" / "config").read_text().count("credd_generated")
 
 
