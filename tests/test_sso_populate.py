@@ -28,14 +28,15 @@ import pytest
 
 from credd.aws.clients import ClientFactory, Limiter
 from credd.cli_sso import SsoCliIo, cmd_sso_populate
-from credd.clock import UTC, FakeClock, isoformat_z
+from credd.clock import UTC, isoformat_z
 from credd.commands import build_parser
 from credd.errors import AwsThrottled
-from credd.sandbox.sso_client import SsoInstance, SsoUser
 from credd.sso.cache import TokenCache
 from credd.sso.naming import Assignment
 from credd.sso.portal import Backoff, Lister
 from credd.sso.settings import resolve_session
+from credd.testing.clock import FakeClock
+from credd_sandbox.sso_client import SsoInstance, SsoUser
 from tests.fixtures.daemon import DaemonFactory, assert_no_secret, remember
 from tests.fixtures.sandbox import SandboxHandle, unique_name
 from tests.test_sandbox_sso_oidc import DEVICE_GRANT, SCOPE, sso_clients

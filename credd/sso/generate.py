@@ -30,9 +30,9 @@ from typing import Literal
 
 from configupdater import Option, Section
 
-from credd.config_edit import _render_section
 from credd.errors import UsageError
-from credd.inifile import (
+from credd.files.config import _render_section
+from credd.files.ini import (
     CONFIG_ERRORS,
     append_block,
     check_name,
@@ -63,7 +63,7 @@ OWN_KEYS = frozenset(
         MARKER,
     }
 )
-#: botocore's rule for a region name (as :mod:`credd.awsconfig` checks it)
+#: botocore's rule for a region name (as :mod:`credd.aws.config` checks it)
 _REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
 _SECRET_LINE = re.compile(
     r"^(?P<head>[ +\-]?\s*(aws_secret_access_key|aws_session_token)\s*[=:]\s*)\S.*$",

@@ -6,7 +6,7 @@
 2. every account and role it reaches (:mod:`credd.sso.portal`: paginated, throttle-aware,
    through the one client factory);
 3. the edit (:func:`credd.sso.generate.plan_edit`, names from :mod:`credd.sso.naming`), made
-   under credd's lock on the config file (:func:`credd.inifile.locked_update`: temp file,
+   under credd's lock on the config file (:func:`credd.files.ini.locked_update`: temp file,
    fsync, atomic rename, the commit protocol against writers that do not lock), from the file as
    it is at that moment, so a concurrent ``aws configure set`` or editor is neither lost nor
    collided with. Nothing changed: nothing written, not even the modification time.
@@ -20,8 +20,9 @@ from pathlib import Path
 
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock, SystemClock
-from credd.config_edit import config_file_path
-from credd.inifile import (
+from credd.files.config import config_file_path
+from credd.files.credentials import credentials_file_path
+from credd.files.ini import (
     CONFIG_ERRORS,
     CREDENTIALS_ERRORS,
     locked_update,
@@ -34,7 +35,6 @@ from credd.sso.naming import Assignment
 from credd.sso.portal import Lister
 from credd.sso.settings import SsoTarget
 from credd.sso.tokens import TokenStore
-from credd.writers import credentials_file_path
 
 _SECTION = re.compile(r"^[ \t]*\[([^\]\r\n]+)\]", re.MULTILINE)
 
