@@ -26,6 +26,7 @@ NOWHERE = {
     "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
 }
 
+
 def credd(
     env: dict[str, str],
     *args: str,

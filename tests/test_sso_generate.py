@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from credd.cli_sso import choose_login
+from credd.cli.sso import choose_login
 from credd.errors import ConfigError, UsageError
 from credd.sso.generate import MARKER, Options, Plan, plan_edit, unified_diff
 from credd.sso.naming import Assignment, NameTemplate

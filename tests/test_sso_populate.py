@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 from credd.aws.clients import ClientFactory, Limiter
-from credd.cli_sso import SsoCliIo, cmd_sso_populate
+from credd.cli.app import build_parser
+from credd.cli.io import Io
 from credd.clock import UTC, isoformat_z
-from credd.commands import build_parser
 from credd.errors import AwsThrottled
 from credd.sso.cache import TokenCache
 from credd.sso.naming import Assignment
@@ -180,13 +180,19 @@ def credd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     return done
 
 
+def run_here(argv: list[str], out: io.StringIO, err: io.StringIO) -> int:
+    """``credd ARGV`` in this process, as ``credd.cli`` runs it."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, Io(stdout=out, stderr=err)))
+
+
 def populate(*args: str, here: bool = True) -> dict[str, Any]:
     """``credd sso populate --json ARGS``: in this process (the command function, as the CLI
     calls it) unless ``here`` is false (a real ``credd`` process)."""
     argv = ["sso", "populate", "--set", "services=sandbox", "--json", *args]
     if here:
         out, err = io.StringIO(), io.StringIO()
-        code = cmd_sso_populate(build_parser().parse_args(argv), SsoCliIo(out, err))
+        code = run_here(argv, out, err)
         done = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
         assert_no_secret(done.stdout + done.stderr, "credd sso populate")
     else:
@@ -388,8 +394,7 @@ def test_no_login_or_an_ended_one_says_to_run_credd_login(corp: Corp, home: Path
     cache_token(home, "corp", login(corp.sb, corp.instance, user), corp.url, timedelta(hours=1))
     admin.revoke_sso_sessions(user=user)
     out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(["sso", "populate"])
-    assert cmd_sso_populate(args, SsoCliIo(out, err)) == 4
+    assert run_here(["sso", "populate"], out, err) == 4
     assert err.getvalue() == (
         "credd: SSO login for corp has ended (ListAccounts: UnauthorizedException) "
         "(run: credd login --sso-session corp)\n"

@@ -27,6 +27,7 @@ GROUPS = (
     "secrets",
     "env",
     "login",
+    "sso",
     "store",
     "forget",
     "relay",

@@ -366,9 +366,10 @@ def test_the_extension_starts_the_daemon_and_stops_it_with_the_server(
         code = server.stop()
     assert code == 0
     check_answers(server)
-    assert not Path(f"/proc/{pid}").exists() or b"credd" not in Path(
-        f"/proc/{pid}/cmdline"
-    ).read_bytes()
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or b"credd" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
     assert not socket.exists() and detach.running_pid(socket) is None
     assert "stopped the daemon" in log.read_text()
 

@@ -1,36 +1,23 @@
 """``credd sso populate``: a profile in ``~/.aws/config`` for every account and role an IAM
 Identity Center login reaches (see docs/sso.md, "Generate profiles").
 
-:func:`register` adds the ``sso`` command group to the main parser (``args.func(args)`` runs
-it). The work is :func:`credd.sso.populate.populate`; this module picks the login, prints the
-outcome (``--json``: machine-readable; ``--dry-run``: the diff) and maps errors to exit codes.
+The work is :func:`credd.sso.populate.populate`; this module picks the login and prints the
+outcome (``--json``: machine-readable; ``--dry-run``: the diff).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from credd.errors import ConfigError, CreddError, UsageError
+from credd.cli.base import Subparsers, command, group
+from credd.cli.io import Io
+from credd.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from credd.sso.populate import Outcome
     from credd.sso.settings import SsoTarget
-
-
-@dataclass
-class SsoCliIo:
-    """Seams for tests: the output streams."""
-
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-
-    def say(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
 
 
 def choose_login(args: argparse.Namespace, full: Mapping[str, Any]) -> tuple[SsoTarget, str | None]:
@@ -91,7 +78,7 @@ def _extra(pairs: list[str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _report(outcome: Outcome, io: SsoCliIo) -> None:
+def _report(outcome: Outcome, io: Io) -> None:
     t = outcome.target
     what = f"sso-session {t.session_name}" if t.session_name else f"login {t.start_url}"
     io.say(f"{what}: {outcome.accounts} accounts, {len(outcome.listing)} roles")
@@ -125,7 +112,8 @@ def _report(outcome: Outcome, io: SsoCliIo) -> None:
         )
 
 
-def _populate(args: argparse.Namespace, io: SsoCliIo) -> int:
+def cmd_sso_populate(args: argparse.Namespace, io: Io) -> int:
+    """``credd sso populate``."""
     from credd.sso.generate import Options
     from credd.sso.naming import NameTemplate
     from credd.sso.populate import populate
@@ -144,7 +132,7 @@ def _populate(args: argparse.Namespace, io: SsoCliIo) -> int:
         body = outcome.to_json()
         if args.dry_run:
             body["diff"] = outcome.diff()
-        io.say(json.dumps(body, indent=2))
+        io.json(body)
         return 0
     if args.dry_run and outcome.changed:
         io.stdout.write(outcome.diff())
@@ -161,29 +149,21 @@ def _host(target: SsoTarget) -> str:
     return (urlsplit(target.start_url).hostname or "sso").split(".", 1)[0]
 
 
-def cmd_sso_populate(args: argparse.Namespace, io: SsoCliIo | None = None) -> int:
-    """Run ``credd sso populate``; errors print one line and return their exit code."""
-    io = io or SsoCliIo()
-    try:
-        return _populate(args, io)
-    except CreddError as exc:
-        io.stderr.write(f"credd: {exc}\n")
-        return exc.exit_code
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``sso populate`` to the main parser's subcommands."""
+def register(sub: Subparsers) -> None:
+    """``sso populate``."""
     from credd.sso.naming import DEFAULT_TEMPLATE, FIELDS
 
-    sso = subparsers.add_parser(
+    children = group(
+        sub,
         "sso",
-        help="IAM Identity Center: generate profiles for every account and role (populate)",
+        "IAM Identity Center: generate profiles for every account and role (populate)",
         description="IAM Identity Center (SSO) commands.",
     )
-    sub = sso.add_subparsers(dest="sso_command", metavar="SUBCOMMAND", required=True)
-    p = sub.add_parser(
+    p = command(
+        children,
         "populate",
-        help="write a profile for every account and role the login reaches into the AWS config",
+        cmd_sso_populate,
+        "write a profile for every account and role the login reaches into the AWS config",
         description="List every account and role an IAM Identity Center login can reach and "
         "write one profile for each into the AWS config (comments and your own profiles are "
         "kept; generated profiles carry credd_generated). Uses the token in ~/.aws/sso/cache: "
@@ -224,4 +204,3 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--dry-run", action="store_true", help="print the diff; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
-    p.set_defaults(func=cmd_sso_populate)
