@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit soak bench deps venv clean
+.PHONY: demo test lint typecheck unit soak bench deps venv clean labextension
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/system-deps
@@ -40,6 +40,21 @@ soak: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
+
+# The JupyterLab front end (docs/jupyter.md): TypeScript in jupyter/labextension, built with the
+# machine's Node.js and npm packages (npm ci: the versions package-lock.json pins) by the PyPI
+# jupyterlab's builder, into credd/jupyter/labextension, which is committed: installing credd and
+# CI need no Node. The stamp records which sources the committed build came from
+# (tests/test_jupyterlab_assets.py checks it).
+LABEXT := jupyter/labextension
+LABOUT := credd/jupyter/labextension
+
+labextension: $(VENV)/.installed
+	cd $(LABEXT) && npm ci --no-audit --no-fund
+	rm -rf $(LABOUT)/static $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo
+	cd $(LABEXT) && npx tsc && PATH="$(CURDIR)/$(BIN):$$PATH" jupyter-builder build .
+	cp $(LABEXT)/install.json $(LABOUT)/install.json
+	$(BIN)/python scripts/labext_stamp.py > $(LABOUT)/source.sha256
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
