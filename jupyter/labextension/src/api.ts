@@ -19,6 +19,8 @@ export interface IProfile {
   seconds_left: number | null;
   needs_person: boolean;
   person_action: PersonAction;
+  /** The profile to send the login or code for (a shared session's, or this one). */
+  person_profile?: string | null;
   message: string | null;
 }
 
@@ -27,6 +29,7 @@ export interface IStatus {
   started_by_extension: boolean;
   profiles: IProfile[];
   message?: string | null;
+  pid?: number | null;
 }
 
 export interface ILoginStart {
@@ -83,6 +86,10 @@ async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
 
 export function getStatus(): Promise<IStatus> {
   return call<IStatus>('status');
+}
+
+export function startDaemon(): Promise<IStatus> {
+  return call<IStatus>('daemon/start', { method: 'POST' });
 }
 
 export function startLogin(profile: string): Promise<ILoginStart> {

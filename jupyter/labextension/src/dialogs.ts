@@ -13,6 +13,7 @@ import {
   IStatus,
   loginState,
   sendMfaCode,
+  startDaemon,
   startLogin
 } from './api';
 import { profileLine } from './format';
@@ -176,9 +177,15 @@ export async function mfaDialog(profile: string, onDone: () => void): Promise<vo
   }
 }
 
+/** Whether the browser can do what ``p`` needs (a sign-in or a code, not a config fix). */
+export function actionable(p: IProfile): boolean {
+  return p.person_action === 'mfa_code' || p.person_action === 'sso_login';
+}
+
 /** Do what one profile needs from a person. */
 export function actFor(p: IProfile, onDone: () => void): Promise<void> {
-  return p.person_action === 'mfa_code' ? mfaDialog(p.name, onDone) : loginDialog(p.name, onDone);
+  const target = p.person_profile || p.name;
+  return p.person_action === 'mfa_code' ? mfaDialog(target, onDone) : loginDialog(target, onDone);
 }
 
 /** Every profile, with a button for each that needs a person. */
@@ -203,10 +210,28 @@ export async function overviewDialog(
     body,
     buttons: [Dialog.okButton({ label: 'Close' })]
   });
+  if (status && status.daemon === 'stopped') {
+    const start = el('button', 'jp-mod-styled jp-mod-accept credd-start', 'Start the daemon');
+    const said = el('p', 'credd-login-state');
+    start.addEventListener('click', async () => {
+      start.disabled = true;
+      said.textContent = 'Starting…';
+      try {
+        const now = await startDaemon();
+        said.textContent =
+          now.daemon === 'running' ? 'The daemon is running.' : now.message || now.daemon;
+        onDone();
+      } catch (error) {
+        said.textContent = errorText(error);
+      }
+      start.disabled = false;
+    });
+    body.node.append(start, said);
+  }
   for (const p of profiles) {
     const item = el('li', `credd-profile credd-state-${p.state}`, profileLine(p));
     item.dataset.profile = p.name;
-    if (p.needs_person) {
+    if (actionable(p)) {
       const label = p.person_action === 'mfa_code' ? 'Enter MFA code' : 'Sign in';
       const button = el('button', 'jp-mod-styled jp-mod-accept credd-act', label);
       button.addEventListener('click', () => {

@@ -33,15 +33,24 @@ export interface ISummary {
   lines: string[];
 }
 
-/** One profile's line: "dev: fresh, 52m left" or "dev: login_required — log in". */
-export function profileLine(p: IProfile): string {
-  const left = duration(p.seconds_left);
+/** Seconds left on ``p``'s credentials ``elapsed`` seconds after the status was read. */
+export function secondsLeft(p: IProfile, elapsed = 0): number | null {
+  return typeof p.seconds_left === 'number' ? Math.max(0, p.seconds_left - elapsed) : null;
+}
+
+/** One profile's line: "dev: fresh, 52m left" or "dev: login required (sign-in needed)". */
+export function profileLine(p: IProfile, elapsed = 0): string {
+  const left = duration(secondsLeft(p, elapsed));
   let line = `${p.name}: ${p.state.replace(/_/g, ' ')}`;
   if (left && OK.has(p.state)) {
     line += `, ${left} left`;
   }
-  if (p.needs_person) {
-    line += p.person_action === 'mfa_code' ? ' (MFA code needed)' : ' (login needed)';
+  if (p.person_action === 'mfa_code') {
+    line += ' (MFA code needed)';
+  } else if (p.person_action === 'sso_login') {
+    line += ' (sign-in needed)';
+  } else if (p.needs_person) {
+    line += ' (needs a fix)';
   }
   if (p.message && !OK.has(p.state)) {
     line += ` - ${p.message}`;
@@ -49,7 +58,13 @@ export function profileLine(p: IProfile): string {
   return line;
 }
 
-export function summarize(status: IStatus | null, error: string | null): ISummary {
+/** The bar's text, colour level and tooltip lines, ``elapsed`` seconds after ``status`` was
+ * read (the times left count down between polls). */
+export function summarize(
+  status: IStatus | null,
+  error: string | null,
+  elapsed = 0
+): ISummary {
   if (status === null) {
     return {
       text: 'credd: no answer',
@@ -72,18 +87,26 @@ export function summarize(status: IStatus | null, error: string | null): ISummar
     };
   }
   const profiles = status.profiles || [];
-  const lines = profiles.map(profileLine);
+  const lines = profiles.map(p => profileLine(p, elapsed));
   if (profiles.length === 0) {
     return { text: 'credd: no profiles', level: 'warn', lines: ['No profile is managed by credd'] };
   }
   const person = profiles.filter(p => p.needs_person);
   const ok = profiles.filter(p => OK.has(p.state));
-  const lefts = ok.map(p => p.seconds_left).filter((s): s is number => typeof s === 'number');
+  const lefts = ok.map(p => secondsLeft(p, elapsed)).filter((s): s is number => s !== null);
   const least = lefts.length ? duration(Math.min(...lefts)) : '';
   if (person.length > 0) {
     const names = person.map(p => p.name).join(', ');
-    const what = person.every(p => p.person_action === 'mfa_code') ? 'MFA code' : 'login';
-    return { text: `credd: ${what} needed (${names})`, level: 'person', lines };
+    const actions = new Set(person.map(p => p.person_action));
+    const what =
+      actions.size > 1
+        ? 'you are needed'
+        : actions.has('mfa_code')
+          ? 'MFA code needed'
+          : actions.has('sso_login')
+            ? 'sign-in needed'
+            : 'needs a fix';
+    return { text: `credd: ${what} (${names})`, level: 'person', lines };
   }
   const others = profiles.length - ok.length;
   let text = `credd: ${ok.length} ok`;

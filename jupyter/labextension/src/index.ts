@@ -12,17 +12,23 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
 import { getStatus, IStatus } from './api';
-import { actFor, overviewDialog } from './dialogs';
+import { actFor, actionable, overviewDialog } from './dialogs';
 import { ISummary, Level, summarize } from './format';
 
 const POLL_MS = 12000;
+const TICK_MS = 1000;
 const LEVELS: Level[] = ['ok', 'busy', 'warn', 'person', 'off'];
 
 export class CreddStatus extends Widget {
   private _status: IStatus | null = null;
   private _summary: ISummary = summarize(null, 'not asked yet');
+  private _error: string | null = null;
+  private _readAt = 0;
   private _timer = 0;
+  private _ticker = 0;
   private _busy = false;
+  private _asking = false;
+  private _again = false;
   private readonly _text = document.createElement('span');
 
   constructor() {
@@ -48,23 +54,58 @@ export class CreddStatus extends Widget {
         void this.refresh();
       }
     }, POLL_MS);
+    // the times left count down between polls; credentials that reach their end early
+    // (a short session rotated since the last poll) make the item ask again at once
+    this._ticker = window.setInterval(() => this._tick(), TICK_MS);
   }
 
   dispose(): void {
     window.clearInterval(this._timer);
+    window.clearInterval(this._ticker);
     super.dispose();
+  }
+
+  private _elapsed(): number {
+    return this._readAt ? (Date.now() - this._readAt) / 1000 : 0;
+  }
+
+  private _tick(): void {
+    if (this._status === null || this._status.daemon !== 'running') {
+      return;
+    }
+    const elapsed = this._elapsed();
+    const ended = this._status.profiles.some(
+      p => typeof p.seconds_left === 'number' && p.seconds_left - elapsed <= 0
+    );
+    if (ended && elapsed > 2) {
+      void this.refresh();
+      return;
+    }
+    this._render(summarize(this._status, this._error, elapsed));
   }
 
   /** Ask the server extension now; the bar shows the answer. */
   async refresh(): Promise<void> {
-    let error: string | null = null;
+    if (this._asking) {
+      this._again = true; // asked while a poll is on its way: ask once more after it
+      return;
+    }
+    this._asking = true;
     try {
       this._status = await getStatus();
+      this._error = null;
     } catch (e) {
       this._status = null;
-      error = e instanceof Error ? e.message : String(e);
+      this._error = e instanceof Error ? e.message : String(e);
+    } finally {
+      this._asking = false;
     }
-    this._render(summarize(this._status, error));
+    this._readAt = Date.now();
+    this._render(summarize(this._status, this._error));
+    if (this._again) {
+      this._again = false;
+      void this.refresh();
+    }
   }
 
   private _render(summary: ISummary): void {
@@ -85,10 +126,11 @@ export class CreddStatus extends Widget {
     this._busy = true;
     const done = () => void this.refresh();
     try {
-      const person = (this._status?.daemon === 'running' ? this._status.profiles : []).filter(
-        p => p.needs_person
-      );
-      if (person.length === 1) {
+      const running = this._status?.daemon === 'running' ? this._status.profiles : [];
+      const person = running.filter(actionable);
+      // one login for several profiles of one SSO session is still one thing to do
+      const targets = new Set(person.map(p => `${p.person_action}:${p.person_profile || p.name}`));
+      if (targets.size === 1) {
         await actFor(person[0], done);
       } else {
         await overviewDialog(this._status, this._summary.lines, done);
