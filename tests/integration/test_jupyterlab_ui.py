@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -177,7 +178,8 @@ class Hub:
     # -- the page ---------------------------------------------------------------------------
 
     def open_lab(self) -> None:
-        self.browser.driver.get(f"{self.server.url}/lab?token={self.server.token}")
+        # ?reset: a fresh workspace each time (no notebook reopened, no kernel restarted)
+        self.browser.driver.get(f"{self.server.url}/lab?reset&token={self.server.token}")
         self.browser.wait(lambda: self.browser.css("#credd-status"), "the credd status item")
         self.browser.wait(
             lambda: (
@@ -412,3 +414,44 @@ def test_a_revoked_login_turns_the_bar_red_and_the_dialog_logs_in_again(hub: Hub
     status = hub.wait_states("fresh", timeout=30)
     assert status["started_by_extension"] is True
     hub.browser.screenshot("jupyter-logged-in")
+
+
+def test_a_profile_waiting_for_an_mfa_code_gets_it_through_the_dialog(hub: Hub) -> None:
+    """An IAM user's profile whose MFA code comes from a person (no TOTP seed stored): the
+    bar turns red, one click asks for the code, and the code reaches the daemon."""
+    import pyotp
+
+    user, device = hub.sandbox.new_user_with_mfa("hubmfa")
+    remember(user.secret_access_key, device.seed)
+    env = {
+        **hub.env,
+        "CREDD_PASSPHRASE_FILE": str(Path(hub.env["HOME"]) / ".config" / "credd-passphrase"),
+    }
+    keys = f"{user.access_key_id}\n{user.secret_access_key}\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "credd.cli", "keys", "set", "mfa", "--stdin"],
+        env=env, input=keys, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with Path(hub.env["AWS_CONFIG_FILE"]).open("a") as config:
+        config.write(
+            f"\n[profile mfa]\nmfa_serial = {device.serial}\nregion = us-east-1\n"
+            "services = sandbox\ncredd = true\n"
+        )
+    os.kill(hub.status()["pid"], signal.SIGHUP)  # the daemon reloads the AWS config
+    hub.browser.wait(
+        lambda: {p["name"]: p["state"] for p in hub.status()["profiles"]}.get("mfa") == "needs_mfa",
+        "the new profile to wait for a code",
+    )
+    hub.open_lab()
+    text, _, title = hub.wait_bar("person")
+    assert text == "credd: MFA code needed (mfa)", text
+    assert "mfa: needs mfa (MFA code needed)" in title, title
+    hub.browser.css("#credd-status").click()
+    field = hub.browser.wait(lambda: hub.browser.css("input.credd-mfa-input"), "the code field")
+    hub.browser.screenshot("jupyter-mfa-dialog")
+    field.send_keys(pyotp.TOTP(device.seed).now())
+    hub.browser.css(".jp-Dialog button.jp-mod-accept").click()
+    hub.browser.wait(lambda: not hub.browser.all(".credd-mfa"), "the dialog to close")
+    text, _, _ = hub.wait_bar("ok", timeout=30)
+    assert text.startswith("credd: 3 ok"), text
