@@ -79,6 +79,9 @@ export function summarize(
       lines: [status.message || 'credd has no secret store yet: run `credd store init` in a terminal']
     };
   }
+  if (status.daemon === 'stopped' && /starting/.test(status.message || '')) {
+    return { text: 'credd: starting…', level: 'busy', lines: [status.message || ''] };
+  }
   if (status.daemon === 'stopped') {
     return {
       text: 'credd: daemon stopped',
