@@ -288,7 +288,8 @@ def test_the_status_bar_shows_every_profile_and_its_time_left(hub: Hub) -> None:
     text, _, title = hub.wait_bar("ok")
     shown = re.fullmatch(r"credd: 2 ok · (\d+)s", text)
     assert shown and int(shown.group(1)) <= ROLE_SECONDS, text  # the shortest time left
-    assert "dev: fresh" in title and "ops: fresh" in title, title
+    for name in ("dev", "ops"):  # a 20 s session is often being refreshed: still served
+        assert re.search(rf"^{name}: (fresh|refreshing), \d+s left$", title, re.M), title
     hub.browser.screenshot("jupyter-status-ok")
     # hover lists every profile; a click, with nothing to do, lists them in a dialog
     hub.browser.css("#credd-status").click()
