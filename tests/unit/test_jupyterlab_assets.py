@@ -9,6 +9,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = ROOT / "credd" / "jupyter" / "labextension"
 SOURCES = ROOT / "jupyter" / "labextension"
@@ -54,3 +56,37 @@ def test_the_front_end_opens_no_window_and_calls_only_the_server_extension() -> 
     # every request goes through ServerConnection (the server's token and XSRF) to /credd/api
     assert not [name for name, text in code.items() if re.search(r"\bfetch\(", text)]
     assert "URLExt.join(settings.baseUrl, 'credd', 'api', path)" in code["api.ts"]
+
+
+@pytest.mark.integration
+def test_a_user_install_puts_the_front_end_where_jupyterlab_finds_it(tmp_path: Path) -> None:
+    """The wheel's data files laid out as ``pip install --user`` does (under ~/.local): the
+    real ``jupyter labextension list`` of a fresh home finds the front end, enabled and OK."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    home = tmp_path / "home"
+    for dest, patterns in project["tool"]["setuptools"]["data-files"].items():
+        target = home / ".local" / dest
+        target.mkdir(parents=True, exist_ok=True)
+        for pattern in patterns:
+            for found in glob.glob(str(ROOT / pattern)):
+                shutil.copy(found, target)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "XDG_"))}
+    env.update(HOME=str(home), PYTHONUSERBASE=str(home / ".local"))
+    jupyter = Path(sys.executable).parent / "jupyter"
+    done = subprocess.run(
+        [str(jupyter), "labextension", "list"], env=env, capture_output=True, text=True,
+        timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    listing = done.stdout + done.stderr
+    assert done.returncode == 0, listing
+    where = str(home / ".local" / "share" / "jupyter" / "labextensions")
+    assert where in listing, listing
+    line = next(s for s in listing.splitlines() if "credd-jupyterlab" in s)
+    assert "v0.1.0" in line and "enabled" in line and "OK" in line and "(python, credd)" in line
