@@ -17,11 +17,11 @@ import pytest
 
 from credd.aws import config as awsconfig
 from credd.daemon.main import Daemon
+from credd.engine.manager import _parents_first
+from credd.engine.persist import fingerprint
 from credd.errors import ConfigError
 from credd.files.config import enable_profile
-from credd.manager import _parents_first
 from credd.mfa import ProcessCodes
-from credd.persist import fingerprint
 from credd.plan.planner import MAX_CHAIN, Node, plan_for
 from credd.testing.clock import FakeClock
 from tests.fixtures.keyring import KeyringEnv

@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 
 from credd.aws.config import AwsConfig, BrokenProfile, ManagedProfile
+from credd.engine.manager import Manager
+from credd.engine.scheduler import RefreshPolicy
 from credd.errors import (
     AwsAccessDenied,
     AwsUnreachable,
@@ -24,11 +26,10 @@ from credd.errors import (
     NotReady,
     ProfileNotManaged,
 )
-from credd.manager import Manager
 from credd.models import Credentials
 from credd.plan.planner import Node
-from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.testing.clock import FakeClock
+from credd.testing.scheduler import ManualScheduler
 
 HOUR = 3600
 

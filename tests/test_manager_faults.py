@@ -18,6 +18,8 @@ import pytest
 
 from credd.aws.config import AwsConfig, ManagedProfile
 from credd.clock import ClockWatch
+from credd.engine.manager import Manager
+from credd.engine.scheduler import RefreshPolicy
 from credd.errors import (
     AwsUnreachable,
     CreddError,
@@ -27,11 +29,10 @@ from credd.errors import (
     SecretStoreLocked,
 )
 from credd.files.credentials import CredentialsFileWriter
-from credd.manager import Manager
 from credd.models import Credentials
 from credd.plan.planner import Node
-from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.testing.clock import FakeClock
+from credd.testing.scheduler import ManualScheduler
 
 HOUR = 3600
 
@@ -343,10 +344,10 @@ def test_failures_log_their_traceback_at_debug(
         raise_from_deep_inside()
     except AwsUnreachable as exc:
         src.failures = [exc, ValueError("a bug")]
-    caplog.set_level(logging.DEBUG, logger="credd.manager")
+    caplog.set_level(logging.DEBUG, logger="credd.engine.manager")
     manager, sched = build(clock, {("p", HOUR): src}, [profile("p")])
     sched.run_for(HOUR)
-    records = [r for r in caplog.records if r.name == "credd.manager"]
+    records = [r for r in caplog.records if r.name == "credd.engine.manager"]
     warning = next(r for r in records if r.levelno == logging.WARNING)
     assert warning.getMessage() == "session:p: refresh failed: cannot reach sts"
     assert warning.exc_info is None  # the WARNING line stays one line
@@ -376,8 +377,8 @@ def test_a_parent_removed_by_a_reload_is_a_named_not_ready_for_its_stale_child(
 ) -> None:
     """A child's refresh that asks for its parent after a reload removed the parent (found by
     the SIGHUP fuzz: a KeyError logged as an unexpected error) is told it is stale."""
+    from credd.engine.manager import FromParent
     from credd.errors import NotReady
-    from credd.manager import FromParent
 
     manager, _sched = build(clock, {("p", HOUR): Source(clock, HOUR, "P")}, [profile("p")])
     with pytest.raises(FromParent) as told:

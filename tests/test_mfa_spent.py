@@ -18,13 +18,14 @@ import pytest
 from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import UTC
-from credd.manager import Manager
+from credd.engine.manager import Manager
+from credd.engine.scheduler import RefreshPolicy
 from credd.mfa import STEP, CodeLedger
 from credd.models import Credentials
 from credd.plan.planner import Node
-from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.mfa_call import may_have_consumed
+from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import remember, services_section
 from tests.fixtures.sandbox import SandboxHandle
 from tests.test_roles import SandboxClock

@@ -18,14 +18,15 @@ import pytest
 
 from credd.aws import config as awsconfig
 from credd.clock import UTC
+from credd.engine.manager import Manager
+from credd.engine.persist import INDEX, Persist, fingerprint
+from credd.engine.scheduler import RefreshPolicy
 from credd.errors import NeedsMfa
-from credd.manager import Manager
 from credd.models import Credentials
-from credd.persist import INDEX, Persist, fingerprint
 from credd.plan.nodes import Kind, Node
-from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.secrets.store import SecretStore
 from credd.testing.clock import FakeClock
+from credd.testing.scheduler import ManualScheduler
 
 pytestmark = pytest.mark.integration  # the real Secret Service
 HOUR = 3600

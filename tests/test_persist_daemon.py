@@ -175,10 +175,10 @@ def test_a_locked_keyring_at_restart_degrades_with_one_warning_and_fetches_fresh
     persistence = d2.status()["daemon"]["persistence"]
     assert persistence["state"] == "unavailable"
     assert "locked" in persistence["note"] and "unlock" in persistence["note"]
-    warnings = re.findall(r"WARNING credd\.persist: (.*)", log_after(d2, offset))
+    warnings = re.findall(r"WARNING credd\.engine\.persist: (.*)", log_after(d2, offset))
     assert len(warnings) == 1 and "not saved across restarts" in warnings[0]
     d2.run("refresh", "app")  # another refresh: still one warning
-    assert len(re.findall(r"WARNING credd\.persist", log_after(d2, offset))) == 1
+    assert len(re.findall(r"WARNING credd\.engine\.persist", log_after(d2, offset))) == 1
 
 
 def test_nothing_is_persisted_in_a_plain_file(daemons: DaemonFactory) -> None:

@@ -11,9 +11,9 @@ import pytest
 from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import parse_iso
+from credd.engine.persist import fingerprint
 from credd.errors import ConfigError
 from credd.mfa import CodeLedger
-from credd.persist import fingerprint
 from credd.plan import planner
 from credd.plan.nodes import Kind, Node, Plan
 from credd.secrets.store import SecretStore

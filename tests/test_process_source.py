@@ -20,15 +20,16 @@ import pytest
 from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import UTC, isoformat_z
+from credd.engine.manager import Manager
+from credd.engine.scheduler import RefreshPolicy
 from credd.errors import CredentialProcessInvalid
-from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.planner import Node, plan_for
-from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
 from credd.sources.process import parse_output
 from credd.testing.clock import FakeClock
+from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import DaemonFactory, remember
 
 AWS_V2 = "/usr/bin/aws"

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta
 
 from credd.clock import UTC
-from credd.refresher import ApsScheduler
+from credd.engine.scheduler import ApsScheduler
 
 
 def test_jobs_run_once_are_replaced_by_key_and_can_be_cancelled() -> None:

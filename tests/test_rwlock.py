@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from credd.rwlock import SharedExclusiveLock
+from credd.engine.rwlock import SharedExclusiveLock
 
 
 def test_shared_holders_hold_it_together() -> None:

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from datetime import timedelta
 
-from credd.refresher import RefreshPolicy
+from credd.engine.scheduler import RefreshPolicy
 from credd.testing.clock import FakeClock
 
 

@@ -283,11 +283,12 @@ def test_a_simulated_week_needs_no_login_and_refreshes_on_schedule(
     fake clock and the sandbox's clock move together; refresh tokens rotate at every refresh."""
     from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
-    from credd.manager import Manager
+    from credd.engine.manager import Manager
+    from credd.engine.scheduler import RefreshPolicy
     from credd.mfa import CodeLedger
-    from credd.refresher import ManualScheduler, RefreshPolicy
     from credd.sources import build_source
     from credd.sso import TokenCache, TokenStore
+    from credd.testing.scheduler import ManualScheduler
     from tests.test_roles import SandboxClock
 
     admin = sandbox_clean.admin

@@ -118,11 +118,12 @@ def test_a_login_made_elsewhere_is_picked_up_within_a_minute_without_credd(
     role. In-process manager, the sandbox's clock moved with the manager's."""
     from credd.aws import config as awsconfig
     from credd.aws.clients import ClientFactory
-    from credd.manager import Manager
+    from credd.engine.manager import Manager
+    from credd.engine.scheduler import RefreshPolicy
     from credd.mfa import CodeLedger
-    from credd.refresher import ManualScheduler, RefreshPolicy
     from credd.sources import build_source
     from credd.sso import TokenCache, TokenStore
+    from credd.testing.scheduler import ManualScheduler
     from tests.test_roles import SandboxClock
     from tests.test_sso_daemon import sso_config
 

@@ -23,12 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from credd.aws import config as awsconfig
 from credd.aws.clients import ClientFactory
 from credd.clock import UTC
-from credd.manager import Manager
+from credd.engine.manager import Manager
+from credd.engine.scheduler import RefreshPolicy
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.planner import Node, plan_for
-from credd.refresher import ManualScheduler, RefreshPolicy
 from credd.sources import build_source
+from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import remember, services_section
 from tests.fixtures.sandbox import SandboxHandle, unique_name
 from tests.test_roles import SandboxClock

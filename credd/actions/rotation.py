@@ -27,7 +27,7 @@ from credd.errors import AwsError, CreddError
 from credd.models import Credentials, mask_key_id
 
 if TYPE_CHECKING:
-    from credd.persist import SessionStore  # the journal lives where saved sessions do
+    from credd.engine.persist import SessionStore  # the journal lives where saved sessions do
 
 log = logging.getLogger(__name__)
 

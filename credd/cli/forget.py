@@ -1,6 +1,6 @@
 """``credd forget PROFILE | --all`` and ``credd logout --sso-session NAME``: forgetting on purpose.
 
-* ``forget`` asks the daemon to drop held sessions, saved sessions (credd/persist.py) and the
+* ``forget`` asks the daemon to drop held sessions, saved sessions (credd/engine/persist.py) and the
   sections credd wrote into the credentials file, for one profile or all, and prints what went.
   Long-term keys, TOTP seeds and the SSO cache are kept (``credd keys delete``, ``credd totp
   delete`` and ``credd logout`` remove those).

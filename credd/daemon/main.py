@@ -31,14 +31,14 @@ from credd.aws.clients import ClientFactory, Limiter, max_inflight
 from credd.clock import Clock, ClockWatch, SystemClock
 from credd.daemon import desktop as notify
 from credd.daemon.systemd import Notifier, listen_fds, watchdog_interval
+from credd.engine.manager import Manager
+from credd.engine.persist import Persist
+from credd.engine.scheduler import ApsScheduler, RefreshPolicy
 from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.files.credentials import CredentialsFileWriter
-from credd.manager import Manager
 from credd.mfa import CodeLedger
 from credd.models import Credentials, ProfileStatus
-from credd.persist import Persist
 from credd.plan.planner import Node
-from credd.refresher import ApsScheduler, RefreshPolicy
 from credd.secrets.store import SecretStore
 from credd.server.api import Api
 from credd.server.container import ContainerApi, LoopbackServer, PortInUse

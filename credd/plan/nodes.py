@@ -66,7 +66,7 @@ class Kind(str, Enum):
 class Node:
     """One call of a plan. Build it with a named constructor (``Node.session(...)`` ...)."""
 
-    # The compared fields below are the persisted fingerprint's input (credd/persist.py): their
+    # The compared fields below are the persisted fingerprint's input (engine/persist.py): their
     # names and values must not change, or saved sessions would not be restored after an upgrade.
     key: str
     kind: Kind

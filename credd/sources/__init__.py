@@ -1,6 +1,6 @@
 """Credential sources: one file per kind of STS call, each with one verb, ``fetch()``.
 
-Caching, scheduling, retries and sharing live outside the sources (in :mod:`credd.manager`).
+Caching, scheduling, retries and sharing live outside the sources (in :mod:`credd.engine`).
 :func:`build_source` is the one place that turns a plan node into a source (one builder per node
 kind), and logs its choice once.
 """

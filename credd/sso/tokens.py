@@ -1,7 +1,7 @@
 """Keeping an SSO access token fresh with the refresh-token grant.
 
 :func:`refresh_due` / :func:`refresh_at` are pure: when to refresh, from the token and an
-injected clock's time, with :class:`credd.refresher.RefreshPolicy`'s lead (for a 1 h token:
+injected clock's time, with :class:`credd.engine.scheduler.RefreshPolicy`'s lead (for a 1 h token:
 20 min before expiry, ahead of botocore's own 15 min window, so botocore rarely races credd).
 
 :class:`TokenStore` does the refresh: under credd's lock on the cache file it re-reads the file
@@ -29,8 +29,8 @@ from datetime import datetime, timedelta
 
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock, SystemClock, isoformat_z
+from credd.engine.scheduler import RefreshPolicy
 from credd.errors import LoginRequired
-from credd.refresher import RefreshPolicy
 from credd.sso.cache import SsoToken, TokenCache
 from credd.sso.oidc import call
 from credd.sso.settings import SsoTarget

@@ -6,8 +6,9 @@ MFA code feeds them all. Per node:
 
 - one refresh at a time, on its own thread; everyone who asks meanwhile (the scheduler, 64 clients,
   a child role, a person pushing a code) shares it: one STS call;
-- success: served at once, written to the credentials file for the profiles it serves, next refresh
-  scheduled ahead of expiry (:class:`~credd.refresher.RefreshPolicy`), children waiting on it woken;
+- success: served at once, written to the credentials file for the profiles it serves, next
+  refresh scheduled ahead of expiry (:class:`~credd.engine.scheduler.RefreshPolicy`), children
+  waiting on it woken;
 - a transient failure (network, throttling, 5xx) backs off exponentially, capped, with jitter, while
   held credentials are still served;
 - anything a person must fix (a code, a rejected code, missing keys, a bad config) parks the node:
@@ -20,7 +21,7 @@ Reloads replace entries: every :class:`Entry` has its own ``generation``, and an
 scheduled job) of an entry that is no longer the current one for its key is dropped unseen: it
 writes nothing (file, saved session, schedule, children) and serves nothing. ``_commit`` makes a
 reload's swap and a refresh's outcome happen one after the other, never interleaved; outcomes
-share it with each other (:mod:`credd.rwlock`), so their file writes still batch.
+share it with each other (:mod:`credd.engine.rwlock`), so their file writes still batch.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from typing import Any
 from credd import __version__, metrics
 from credd.aws.config import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
+from credd.engine.persist import Persist
+from credd.engine.rwlock import SharedExclusiveLock
+from credd.engine.scheduler import RefreshPolicy, Scheduler
 from credd.errors import (
     ConfigError,
     CreddError,
@@ -57,11 +61,8 @@ from credd.errors import (
 from credd.files.credentials import CredentialsFileWriter, SectionWrite
 from credd.mfa import STEP, check_code
 from credd.models import Credentials, ProfileStatus
-from credd.persist import Persist
 from credd.plan import lifetime
 from credd.plan.planner import CodeSourceOf, Node, Plan, decided_once, explain, plan_for
-from credd.refresher import RefreshPolicy, Scheduler
-from credd.rwlock import SharedExclusiveLock
 from credd.sources import Source
 from credd.sources.codes import code_source_of
 
