@@ -17,7 +17,7 @@ import pytest
 
 from credd.aws import config as awsconfig
 from credd.daemon.main import Daemon
-from credd.engine.manager import _parents_first
+from credd.engine.entry import parents_first as _parents_first
 from credd.engine.persist import fingerprint
 from credd.errors import ConfigError
 from credd.files.config import enable_profile

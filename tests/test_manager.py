@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -73,7 +72,7 @@ class ScriptedSource:
     def push_code(self, code: str) -> None:
         self.pushed.append(code)
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         self.calls += 1
         if self.gate is not None:
             self.gate.wait(10)
@@ -99,7 +98,7 @@ def make(
 ) -> tuple[Manager, ManualScheduler]:
     scheduler = ManualScheduler(clock)
 
-    def factory(node: Node, _parent: Callable[[], Credentials]) -> ScriptedSource:
+    def factory(node: Node) -> ScriptedSource:
         return sources[node.profile.name]
 
     manager = Manager(source_factory=factory, scheduler=scheduler, clock=clock, policy=policy)
@@ -232,7 +231,7 @@ def test_many_callers_at_once_share_one_refresh(clock: FakeClock) -> None:
     src.gate = threading.Event()
     scheduler = ManualScheduler(clock)
     manager = Manager(
-        source_factory=lambda node, parent: src, scheduler=scheduler, clock=clock, wait_timeout=10
+        source_factory=lambda node: src, scheduler=scheduler, clock=clock, wait_timeout=10
     )
     manager.load(AwsConfig(profiles={}, managed={"p": profile("p")}, broken={}))
     results: list[Credentials] = []
@@ -295,7 +294,7 @@ def test_first_request_waits_for_the_first_fetch_or_says_not_ready(clock: FakeCl
     src = ScriptedSource(clock, 12 * HOUR)
     src.gate = threading.Event()
     manager = Manager(
-        source_factory=lambda node, parent: src,
+        source_factory=lambda node: src,
         scheduler=ManualScheduler(clock),
         clock=clock,
         wait_timeout=0.05,

@@ -8,7 +8,6 @@ process it): the retry waits for the next step instead of sending a code AWS wou
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
 from credd.mfa import STEP, CodeLedger
-from credd.models import Credentials
 from credd.plan.planner import Node
 from credd.sources import build_source
 from credd.sources.mfa_call import may_have_consumed
@@ -49,9 +47,8 @@ def totp_manager(
     clock = SandboxClock(sandbox, datetime.fromtimestamp(now - now % STEP + 1, UTC))
     ledger = CodeLedger(clock)
 
-    def factory(node: Node, parent: Callable[[], Credentials]) -> Any:
-        return build_source(
-            node, parent, secrets=store, clients=clients, ledger=ledger, clock=clock
+    def factory(node: Node) -> Any:
+        return build_source(node, secrets=store, clients=clients, ledger=ledger, clock=clock
         )
 
     scheduler = ManualScheduler(clock)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,7 @@ class Scripted:
     def push_code(self, code: str) -> None:
         self.pushed.append(code)
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         if self.person and not self.pushed:
             raise NeedsMfa("needs a code", hint=f"run: credd mfa {self.node.base}")
         if self.pushed:
@@ -97,7 +96,7 @@ class Run:
         )
         self.person = person
 
-    def _source(self, node: Node, _parent: Callable[[], Credentials]) -> Scripted:
+    def _source(self, node: Node) -> Scripted:
         return Scripted(node, self.clock, self.fetches, self.person)
 
     def start(self) -> Run:

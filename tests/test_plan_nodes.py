@@ -342,7 +342,6 @@ def test_build_source_has_one_builder_per_kind_and_logs_once(
         caplog.clear()
         source = build_source(
             node,
-            lambda: pytest.fail("no fetch here"),
             secrets=store,
             clients=clients,
             ledger=CodeLedger(clock),
@@ -368,7 +367,6 @@ def _logged(
     caplog.clear()
     build_source(
         node,
-        lambda: pytest.fail("no fetch here"),
         secrets=store,
         clients=clients,
         ledger=CodeLedger(clock),
@@ -384,7 +382,6 @@ def test_sso_nodes_without_a_token_store_are_refused(clean_env: Path) -> None:
     with pytest.raises(TypeError, match="tokens="):
         build_source(
             Node.sso(cfg.managed["sso"]),
-            lambda: pytest.fail("no fetch here"),
             secrets=SecretStore(service="credd-test-unused", allow_prompt=False),
             clients=ClientFactory(),
             ledger=CodeLedger(clock),

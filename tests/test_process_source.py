@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
 from credd.errors import CredentialProcessInvalid
 from credd.mfa import CodeLedger
-from credd.models import Credentials
 from credd.plan.planner import Node, plan_for
 from credd.sources import build_source
 from credd.sources.process import parse_output
@@ -107,8 +105,8 @@ def config(home: Path, body: str) -> None:
 def manager_for(clock: FakeClock) -> tuple[Manager, ManualScheduler]:
     clients, ledger = ClientFactory(), CodeLedger(clock)
 
-    def factory(node: Node, parent: Callable[[], Credentials]) -> Any:
-        return build_source(node, parent, secrets=None, clients=clients, ledger=ledger, clock=clock)  # type: ignore[arg-type]
+    def factory(node: Node) -> Any:
+        return build_source(node, secrets=None, clients=clients, ledger=ledger, clock=clock)  # type: ignore[arg-type]
 
     scheduler = ManualScheduler(clock)
     manager = Manager(

@@ -4,7 +4,6 @@ days (the manager's fake clock and the sandbox clock move together), caps, and t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
 from credd.mfa import CodeLedger
-from credd.models import Credentials
 from credd.plan.planner import Node
 from credd.sources import build_source
 from credd.sources.codes import ProfileCodes
@@ -74,9 +72,8 @@ def in_process_manager(clock: FakeClock, store: Any) -> tuple[Manager, ManualSch
     clients = ClientFactory()
     ledger = CodeLedger(clock)
 
-    def factory(node: Node, parent: Callable[[], Credentials]) -> Any:
-        return build_source(
-            node, parent, secrets=store, clients=clients, ledger=ledger, clock=clock
+    def factory(node: Node) -> Any:
+        return build_source(node, secrets=store, clients=clients, ledger=ledger, clock=clock
         )
 
     scheduler = ManualScheduler(clock)

@@ -307,8 +307,8 @@ def test_a_simulated_week_needs_no_login_and_refreshes_on_schedule(
     store = keyring_env.store()
     scheduler = ManualScheduler(clock)
     manager = Manager(
-        source_factory=lambda node, parent: build_source(
-            node, parent, secrets=store, clients=clients, ledger=ledger, clock=clock, tokens=tokens
+        source_factory=lambda node: build_source(
+            node, secrets=store, clients=clients, ledger=ledger, clock=clock, tokens=tokens
         ),
         scheduler=scheduler,
         clock=clock,

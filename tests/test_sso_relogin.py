@@ -142,8 +142,8 @@ def test_a_login_made_elsewhere_is_picked_up_within_a_minute_without_credd(
     clients, ledger, store = ClientFactory(), CodeLedger(clock), keyring_env.store()
     scheduler = ManualScheduler(clock)
     manager = Manager(
-        source_factory=lambda node, parent: build_source(
-            node, parent, secrets=store, clients=clients, ledger=ledger, clock=clock, tokens=tokens
+        source_factory=lambda node: build_source(
+            node, secrets=store, clients=clients, ledger=ledger, clock=clock, tokens=tokens
         ),
         scheduler=scheduler,
         clock=clock,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,9 +62,8 @@ def add_roles(engine: AwsEngine, sandbox: SandboxHandle) -> Any:
 def manager_for(clock: SandboxClock, store: Any) -> tuple[Manager, ManualScheduler]:
     clients, ledger = ClientFactory(), CodeLedger(clock)
 
-    def factory(node: Node, parent: Callable[[], Credentials]) -> Any:
-        return build_source(
-            node, parent, secrets=store, clients=clients, ledger=ledger, clock=clock
+    def factory(node: Node) -> Any:
+        return build_source(node, secrets=store, clients=clients, ledger=ledger, clock=clock
         )
 
     scheduler = ManualScheduler(clock)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
 from credd.mfa import CodeLedger
-from credd.models import Credentials
 from credd.plan.planner import Node, plan_for
 from credd.sources import build_source
 from credd.testing.scheduler import ManualScheduler
@@ -143,10 +141,9 @@ def setup(home: Path, sandbox: SandboxHandle, issuer: Issuer) -> tuple[Any, Any,
 def manager_for(clock: SandboxClock) -> tuple[Manager, ManualScheduler]:
     clients, ledger = ClientFactory(), CodeLedger(clock)
 
-    def factory(node: Node, parent: Callable[[], Credentials]) -> Any:
+    def factory(node: Node) -> Any:
         return build_source(
             node,
-            parent,
             secrets=None,  # type: ignore[arg-type]
             clients=clients,
             ledger=ledger,

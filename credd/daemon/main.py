@@ -21,7 +21,7 @@ import socket as _socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,7 +37,7 @@ from credd.engine.scheduler import ApsScheduler, RefreshPolicy
 from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.files.credentials import CredentialsFileWriter
 from credd.mfa import CodeLedger
-from credd.models import Credentials, ProfileStatus
+from credd.models import ProfileStatus
 from credd.plan.planner import Node
 from credd.secrets.store import SecretStore
 from credd.server.api import Api
@@ -154,18 +154,26 @@ class Daemon:
             clock=self.clock,
             writer=CredentialsFileWriter(),
             policy=policy,
-            socket_path=str(socket),
             code_source_of=self._code_source_of,
             # sessions survive restarts: saved in the secret store, restored at start
             persist=Persist(self.secrets, clock=self.clock, environ=self.environ),
         )
+        #: the daemon's own facts for ``status`` (socket, endpoints), added to the manager's
+        #: where ``status`` is composed (the socket API); never secrets
+        self.facts: dict[str, Any] = {"socket": str(socket)}
         # IMDS endpoints (docs/imds.md): from credd_imds in the config, or asked for on the socket
-        self.imds = ImdsEndpoints(self.manager, self.clock, info=self.manager.info_extra)
+        self.imds = ImdsEndpoints(self.manager, self.clock, info=self.facts)
         # device-code SSO logins asked for on the socket (the Jupyter extension, docs/sso.md)
         self.logins = DeviceLogins(
             clients=self.clients, clock=self.clock, refresh=self.manager.refresh, environ=environ
         )
-        api = Api(self.manager, self.clock, imds=self.imds, logins=self.logins)
+        api = Api(
+            self.manager,
+            self.clock,
+            imds=self.imds,
+            logins=self.logins,
+            info=lambda: self.facts,
+        )
         self.server = UnixServer(socket, api, listen_fd=listen_fd)
         self.notifier = notifier or Notifier(self.environ)
         self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
@@ -184,10 +192,9 @@ class Daemon:
         self._reload = threading.Event()
         self.clock_watch = ClockWatch(self.clock)
 
-    def _source(self, node: Node, parent: Callable[[], Credentials]) -> Source:
+    def _source(self, node: Node) -> Source:
         return build_source(
             node,
-            parent,
             secrets=self.secrets,
             clients=self.clients,
             ledger=self.ledger,
@@ -268,7 +275,7 @@ class Daemon:
             "state": "off", "url": None, "port": None, "token_file": None,
             "error": None, "note": None,
         }  # fmt: skip
-        self.manager.info_extra["endpoint"] = info
+        self.facts["endpoint"] = info
         if not settings.enabled:
             info["note"] = "turned off (--no-endpoint or CREDD_ENDPOINT_PORT=off)"
             log.info("container endpoint: off")

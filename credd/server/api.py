@@ -19,8 +19,10 @@ response shape, token, ``Host`` and proxy checks.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from credd import metrics
@@ -29,7 +31,15 @@ from credd.errors import NotFound, RequestError
 from credd.models import Credentials, ProfileStatus
 from credd.plan import lifetime
 from credd.server.backend import Backend
-from credd.server.http import Handler, Peer, Request, Response, Router, decode_profile
+from credd.server.http import (
+    JSON_TYPE,
+    Handler,
+    Peer,
+    Request,
+    Response,
+    Router,
+    decode_profile,
+)
 
 __all__ = ["API_VERSION", "Api", "Peer", "Request", "Response"]
 
@@ -74,8 +84,12 @@ class Api:
         registry: metrics.Registry | None = None,
         imds: ImdsControl | None = None,
         logins: LoginControl | None = None,
+        info: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        """``info``: the daemon's own facts for ``status`` (socket, endpoints), added to the
+        backend's ``daemon_info()`` by whoever composes the daemon (never secrets)."""
         self.backend = backend
+        self._info = info
         self.imds = imds
         self.logins = logins
         self.clock = clock
@@ -133,11 +147,23 @@ class Api:
 
     # -- handlers ---------------------------------------------------------------------------
 
+    def daemon_info(self) -> dict[str, Any]:
+        """The backend's facts and the daemon's own (``info``)."""
+        info = self.backend.daemon_info()
+        return info if self._info is None else {**info, **self._info()}
+
     def _status(self, request: Request, params: dict[str, str]) -> Response:
+        status_json = getattr(self.backend, "status_json", None)
+        if status_json is not None:  # profiles as JSON text, rebuilt only where they changed
+            head = json.dumps(
+                {"version": API_VERSION, "daemon": self.daemon_info()}, separators=(",", ":")
+            )
+            body = head[:-1].encode() + b',"profiles":' + status_json() + b"}"
+            return Response(200, (("content-type", JSON_TYPE), *_NO_STORE), body)
         now = self.clock.now()
         payload = {
             "version": API_VERSION,
-            "daemon": self.backend.daemon_info(),
+            "daemon": self.daemon_info(),
             "profiles": [p.to_json(now) for p in self.backend.status()],
         }
         return Response.json(200, payload, _NO_STORE)
@@ -221,9 +247,7 @@ class Api:
 
     def _metrics(self, request: Request, params: dict[str, str]) -> Response:
         _only_fields(request.json_body(allow_empty=True), set())
-        text = self.metrics.render(
-            self.backend.status(), self.clock.now(), self.backend.daemon_info()
-        )
+        text = self.metrics.render(self.backend.status(), self.clock.now(), self.daemon_info())
         headers = (("content-type", metrics.CONTENT_TYPE), *_NO_STORE)
         return Response(200, headers, text.encode())
 

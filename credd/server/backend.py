@@ -11,10 +11,15 @@ class Backend(Protocol):
     """The daemon as the request handlers see it. Every method may raise a ``CreddError``."""
 
     def daemon_info(self) -> dict[str, Any]:
-        """``{"version", "pid", "started_at", "socket"}``: no secrets."""
+        """``{"version", "pid", "started_at", ...}``: no secrets. The daemon adds its own facts
+        (socket, endpoints) where it composes the API (``Api(info=...)``)."""
 
     def status(self) -> list[ProfileStatus]:
         """One entry per managed profile, sorted by name."""
+
+    # Optional: ``status_json() -> bytes``, the JSON array of ``to_json(now)`` of every entry of
+    # ``status()`` as the socket sends it; the manager keeps it as text and rebuilds only the
+    # profiles that changed, so an unchanged status of 1,000 profiles is not rebuilt per request.
 
     def credentials(self, profile: str) -> Credentials:
         """Current credentials for ``profile``, fit to serve (comfortably before expiry).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock
+from credd.errors import CreddError
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.nodes import Kind, Node
@@ -41,20 +42,34 @@ class Source(Protocol):
     def push_code(self, code: str) -> None:
         """Hold a code typed by a person for the next fetch."""
 
-    def fetch(self) -> Credentials:
-        """New credentials, or a ``CreddError`` (``NeedsMfa`` when a person must act)."""
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
+        """New credentials, or a ``CreddError`` (``NeedsMfa`` when a person must act).
+
+        ``parent``: the parent node's credentials, resolved by the engine before the call (a
+        node without a parent gets ``None``). A source never calls back into the engine."""
+
+
+class ParentRefused(Exception):  # a signal to the engine, not an error to report
+    """Raised by ``fetch(parent)`` when AWS refused the parent's value (an SSO token the portal
+    no longer accepts) and the source has withdrawn it (``still_valid`` now says so).
+
+    The engine resolves the parent once more (which fetches it anew) and, when that gives a
+    different value, calls ``fetch`` again; otherwise it records :attr:`error`."""
+
+    def __init__(self, error: CreddError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 # A source may also offer ``still_valid(creds) -> bool``: False withdraws a value it gave before
 # it expires (an SSO token the portal refused, or that the shared cache no longer holds); the
-# manager then fetches the node again before a child uses it, and on ``credd refresh``.
+# engine then fetches the node again before a child uses it, and on ``credd refresh``.
 
 
 @dataclass(frozen=True)
 class _Needs:
     """What :func:`build_source` was given, for the one builder a node's kind picks."""
 
-    parent: Callable[[], Credentials]
     secrets: SecretStore
     clients: ClientFactory
     ledger: CodeLedger
@@ -65,7 +80,6 @@ class _Needs:
 
 def build_source(
     node: Node,
-    parent: Callable[[], Credentials],
     *,
     secrets: SecretStore,
     clients: ClientFactory,
@@ -75,13 +89,13 @@ def build_source(
     tokens: TokenStore | None = None,
 ) -> Source:
     """The source for ``node`` (one builder per :class:`~credd.plan.nodes.Kind`), logged once;
-    ``parent`` gives the parent node's credentials."""
+    the engine hands each ``fetch`` its parent's credentials."""
     if node.kind in (Kind.SSO_TOKEN, Kind.SSO) and tokens is None:
         # The token node and its roles must share one store: a token a role saw refused is
         # withdrawn from the token node through it.
         raise TypeError("build_source: IAM Identity Center nodes need tokens= (a TokenStore)")
     source, how = _BUILDERS[node.kind](
-        node, _Needs(parent, secrets, clients, ledger, clock, environ, tokens)
+        node, _Needs(secrets, clients, ledger, clock, environ, tokens)
     )
     log.info("%s: %s", node.key, how)
     return source
@@ -99,7 +113,7 @@ def _sso(node: Node, needs: _Needs) -> tuple[Source, str]:
     from credd.sources.sso import SsoRoleSource
 
     assert needs.tokens is not None
-    source = SsoRoleSource(node, parent=needs.parent, clients=needs.clients, tokens=needs.tokens)
+    source = SsoRoleSource(node, clients=needs.clients, tokens=needs.tokens)
     return source, "sso:GetRoleCredentials"
 
 
@@ -142,20 +156,20 @@ def _role(node: Node, needs: _Needs) -> tuple[Source, str]:
     from credd.sources.keys import environment_keys, long_term_keys
 
     base = node.base_profile
+    keys: Callable[[], Credentials] | None = None  # with a parent node: the engine hands it in
     if node.parent is not None:
-        getter = needs.parent
         origin = f"the credentials of {node.parent.key}"
     elif base is not None:
-        getter = lambda: long_term_keys(base, needs.secrets)  # noqa: E731
+        keys = lambda: long_term_keys(base, needs.secrets)  # noqa: E731
         origin = f"the long-term keys of {base.name!r}" + (
             " with an MFA code" if node.with_code else ""
         )
     else:
-        getter = lambda: environment_keys(node.profile.name, needs.environ)  # noqa: E731
+        keys = lambda: environment_keys(node.profile.name, needs.environ)  # noqa: E731
         origin = "the daemon's environment"
     source = AssumeRoleSource(
         node,
-        parent=getter,
+        keys=keys,
         secrets=needs.secrets,
         clients=needs.clients,
         ledger=needs.ledger,

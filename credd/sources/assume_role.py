@@ -12,7 +12,7 @@ from typing import Any
 from credd.aws.clients import ClientFactory
 from credd.aws.errors import translate
 from credd.clock import Clock
-from credd.errors import UsageError
+from credd.errors import ConfigError, UsageError
 from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.planner import Node
@@ -39,7 +39,7 @@ class AssumeRoleSource:
         self,
         node: Node,
         *,
-        parent: Callable[[], Credentials],
+        keys: Callable[[], Credentials] | None = None,
         secrets: SecretStore,
         clients: ClientFactory,
         ledger: CodeLedger,
@@ -48,7 +48,7 @@ class AssumeRoleSource:
         assert node.profile.role is not None
         self.node = node
         self.role = node.profile.role
-        self._parent = parent
+        self._keys = keys
         self._clients = clients
         self._ledger = ledger
         self.codes: ProfileCodes | None = None
@@ -65,13 +65,25 @@ class AssumeRoleSource:
     def unattended(self) -> bool:
         return self.codes.chosen().unattended if self.codes else True
 
+    def _source_credentials(self, parent: Credentials | None) -> Credentials:
+        if parent is not None:
+            return parent
+        if self._keys is None:
+            raise ConfigError(
+                f"{self.node.key}: no credentials to assume {self.role.role_arn} with",
+                hint="a bug: please report it",
+            )
+        return self._keys()
+
     def push_code(self, code: str) -> None:
         if self.codes is None:
             raise UsageError(f"{self.node.profile.name!r} takes no MFA code itself")
         self.codes.person.push(code)
 
-    def fetch(self) -> Credentials:
-        source_creds = self._parent()
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
+        """``parent``: the parent node's credentials; without a parent node, the keys the
+        source was built with (``keys``: long-term keys or the daemon's environment)."""
+        source_creds = self._source_credentials(parent)
         name = self.node.profile.name
         sts = self._clients.client("sts", name, source_creds)
         params: dict[str, Any] = {

@@ -46,7 +46,7 @@ class CredentialProcessSource:
     def push_code(self, code: str) -> None:
         raise UsageError(f"{self.name!r} takes no MFA code (its credential_process does)")
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         stdout = self._run()
         creds = parse_output(self.name, stdout, self._clock.now())
         log.info("profile %s: credential_process gave %s", self.name, creds)

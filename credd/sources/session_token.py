@@ -65,7 +65,7 @@ class SessionTokenSource:
     def long_term_keys(self) -> Credentials:
         return long_term_keys(self.profile, self._secrets)
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         keys = self.long_term_keys()
         device = self.device.serial(keys)
         source = self.codes.for_fetch()

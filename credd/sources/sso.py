@@ -6,16 +6,16 @@ token, so the manager schedules and shares it like any other node, and nothing e
 
 When the portal refuses the token (``UnauthorizedException``: the session was revoked or ended,
 ``aws sso logout``), the token is marked refused in the shared :class:`~credd.sso.TokenStore`,
-which withdraws it from the token node; the parent is asked again, once: the token node re-reads
-the shared cache, so a login that already landed there is used in this same refresh, and
-without one the parent's ``login_required`` becomes this node's. A refused token is never sent
-twice.
+which withdraws it from the token node, and ``fetch`` raises
+:class:`~credd.sources.ParentRefused`: the engine resolves the parent again, once: the token node
+re-reads the shared cache, so a login that already landed there is used in this same refresh,
+and without one the parent's ``login_required`` becomes this node's. A refused token is never
+sent twice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from credd.clock import UTC
 from credd.errors import LoginRequired, UsageError
 from credd.models import Credentials
 from credd.plan.planner import Node
+from credd.sources import ParentRefused
 from credd.sources.sso_token import RECHECK, target_of
 from credd.sso import TokenStore
 
@@ -44,14 +45,12 @@ class SsoRoleSource:
         self,
         node: Node,
         *,
-        parent: Callable[[], Credentials],
         clients: ClientFactory,
         tokens: TokenStore,
     ) -> None:
         assert node.profile.sso is not None
         self.node = node
         self.sso = node.profile.sso
-        self._parent = parent
         self._clients = clients
         self._tokens = tokens
 
@@ -61,28 +60,23 @@ class SsoRoleSource:
             hint=f"to log in: credd login {self.node.profile.name}",
         )
 
-    def fetch(self) -> Credentials:
-        name = self.node.profile.name
-        token = self._parent().session_token or ""
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
+        """Role credentials for the token node's bearer token (``parent``)."""
+        token = (parent.session_token or "") if parent is not None else ""
         try:
             return self._role_credentials(token)
         except TokenRefused:
+            # Withdrawn from the token node: the engine resolves the parent again, which
+            # re-reads the shared cache (a login that already landed there is used in this same
+            # refresh) or gives the token node's login_required, and calls fetch again once.
             self._tokens.reject(target_of(self.node), token)
-        # Withdrawn from the token node: asking again re-reads the shared cache (or raises the
-        # token node's login_required, which the manager reports for this profile).
-        again = self._parent().session_token or ""
-        if again != token:
-            log.info("profile %s: the SSO login was renewed; using the new token", name)
-            try:
-                return self._role_credentials(again)
-            except TokenRefused:
-                self._tokens.reject(target_of(self.node), again)
+        name = self.node.profile.name
         exc = LoginRequired(
             f"IAM Identity Center no longer accepts the login of {name!r}",
             hint=f"run: credd login {name}",
         )
         exc.recheck_after = RECHECK  # the cache, not AWS
-        raise exc
+        raise ParentRefused(exc)
 
     def _role_credentials(self, token: str) -> Credentials:
         name = self.node.profile.name

@@ -76,7 +76,7 @@ class SsoTokenSource:
             return True  # an unreadable cache is reported by the node's next fetch
         return token is not None and token.access_token == held
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         name = self.node.profile.name
         token = self._store.current(self.target)
         now = self._clock.now()

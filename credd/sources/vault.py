@@ -75,7 +75,7 @@ class VaultSource:
     def push_code(self, code: str) -> None:
         raise UsageError(f"{self.name!r} takes no MFA code (OpenBao/Vault issues its keys)")
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         try:
             client = self._authenticated()
             reply = self._read(client)

@@ -60,7 +60,7 @@ class WebIdentitySource:
     def push_code(self, code: str) -> None:
         raise UsageError(f"{self.node.profile.name!r} takes no MFA code (a web identity does)")
 
-    def fetch(self) -> Credentials:
+    def fetch(self, parent: Credentials | None = None) -> Credentials:
         name = self.node.profile.name
         token = read_token(name, self.token_file)
         region = self.node.profile.region or DEFAULT_REGION
