@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from credd.aws import config as awsconfig
 from credd.clock import Clock, SystemClock
+from credd.engine.state import State
 from credd.errors import CreddError, SecretMissing
 from credd.secrets.store import SecretStore
 
@@ -136,7 +137,7 @@ def check_daemon(socket: str | None) -> tuple[Check, dict[str, Any] | None]:
         return Check("daemon", FAIL, exc.message, exc.hint), None
     daemon = status.get("daemon") or {}
     profiles = status.get("profiles") or []
-    fresh = sum(1 for p in profiles if p.get("state") == "fresh")
+    fresh = sum(1 for p in profiles if p.get("state") == State.FRESH)
     line = (
         f"credd {daemon.get('version', '?')} (pid {daemon.get('pid', '?')}) answers on "
         f"{client.socket}: {fresh} of {len(profiles)} profiles fresh"

@@ -16,6 +16,7 @@ from typing import Any
 
 from credd.cli.base import Subparsers, command
 from credd.cli.io import Io
+from credd.engine.state import State
 from credd.errors import DaemonUnavailable, UsageError
 from credd.server.envplan import (
     EnvPlan,
@@ -33,7 +34,7 @@ def _warn(plan: EnvPlan, status: Mapping[str, Any], io: Io) -> None:
     for note in plan.notes:
         io.warn(f"note: {note}")
     state = profile_state(status, plan.profile)
-    if state.get("state") not in ("fresh", "refreshing", "pending"):
+    if state.get("state") not in (State.FRESH, State.REFRESHING, State.PENDING):
         waiting = state.get("waiting_for") or (state.get("error") or {}).get("hint") or ""
         io.warn(
             f"note: {plan.profile} is {state.get('state')}"

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from credd.cli.base import Subparsers, command, profile_arg
 from credd.cli.io import Io
+from credd.engine.state import State
 from credd.errors import DaemonUnavailable, UsageError
 
 
@@ -32,7 +33,8 @@ def profile_ok(p: dict[str, Any]) -> bool:
     """A profile counts as fresh when it holds credentials fit to serve and is not parked."""
     left = p.get("expires_in_seconds")
     has_time = left is not None and left > 60
-    return bool(p.get("state") == "fresh" or (p.get("state") == "refreshing" and has_time))
+    state = p.get("state")
+    return bool(state == State.FRESH or (state == State.REFRESHING and has_time))
 
 
 def render_status(status: dict[str, Any], out: TextIO) -> None:

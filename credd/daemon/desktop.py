@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from credd.clock import Clock
+from credd.engine.state import State
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ URGENCY_CRITICAL = 2
 
 #: "credd mfa NAME", "credd login NAME", "credd login --sso-session NAME" inside a hint
 _COMMAND_RE = re.compile(r"credd (?:mfa|login)(?: --sso-session)? [A-Za-z0-9_][^\s]*")
-_PERSON_STATES = {"needs_mfa": "mfa", "login_required": "login"}
+_PERSON_STATES: dict[str, str] = {State.NEEDS_MFA: "mfa", State.LOGIN_REQUIRED: "login"}
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ class Need:
         return (self.kind, self.subject)
 
     def summary(self) -> str:
-        if self.kind == "needs_mfa":
+        if self.kind == State.NEEDS_MFA:
             return "credd needs an MFA code"
-        if self.kind == "login_required":
+        if self.kind == State.LOGIN_REQUIRED:
             return "credd needs you to sign in"
         return f"credd stopped refreshing {_who(self.profiles)}"
 
@@ -122,14 +123,14 @@ def _need_of(status: ProfileStatusLike) -> tuple[str, str, str | None, str | Non
         if command is None or not command.startswith(f"credd {verb}"):
             command = f"credd {verb} {status.name}"
         return status.state, command, command, None
-    if status.state == "error":
+    if status.state == State.ERROR:
         err = status.error or {}
         code = str(err.get("code") or "error")
         message = str(err.get("message") or "") or None
         hint = str(err.get("hint") or status.waiting_for or "") or None
         return code, hint or message or status.name, _command(hint), message
     if command is not None:  # fresh, but its session is asking a person ahead of expiry
-        kind = "needs_mfa" if command.startswith("credd mfa") else "login_required"
+        kind = State.NEEDS_MFA if command.startswith("credd mfa") else State.LOGIN_REQUIRED
         return kind, command, command, None
     return None
 

@@ -34,6 +34,7 @@ from credd.daemon.systemd import Notifier, listen_fds, watchdog_interval
 from credd.engine.manager import Manager
 from credd.engine.persist import Persist
 from credd.engine.scheduler import ApsScheduler, RefreshPolicy
+from credd.engine.state import State
 from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.files.credentials import CredentialsFileWriter
 from credd.mfa import CodeLedger
@@ -88,13 +89,13 @@ def setup_logging(level: str | None = None) -> None:
 
 #: How ``STATUS=`` names each state, in the order it lists them.
 _STATE_WORDS = (
-    ("fresh", "fresh"),
-    ("refreshing", "refreshing"),
-    ("pending", "pending"),
-    ("needs_mfa", "needs MFA"),
-    ("login_required", "needs login"),
-    ("backoff", "backing off"),
-    ("error", "in error"),
+    (State.FRESH, "fresh"),
+    (State.REFRESHING, "refreshing"),
+    (State.PENDING, "pending"),
+    (State.NEEDS_MFA, "needs MFA"),
+    (State.LOGIN_REQUIRED, "needs login"),
+    (State.BACKOFF, "backing off"),
+    (State.ERROR, "in error"),
 )
 
 

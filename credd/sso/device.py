@@ -26,6 +26,7 @@ from typing import Any
 
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock, isoformat_z
+from credd.engine.state import State
 from credd.errors import CreddError, NotFound, NotReady
 from credd.models import ProfileStatus
 from credd.sso.login import DeviceAuthorization, LoginFlow, LoginIo
@@ -223,7 +224,7 @@ class DeviceLogins:
             except CreddError as exc:
                 said.append(f"{name}: {exc.message}")
                 continue
-            if status.state == "fresh":
+            if status.state == State.FRESH:
                 said.append(f"{name}: fresh.")
             else:
                 why = (status.error or {}).get("message") or status.waiting_for or ""

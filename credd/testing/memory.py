@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from credd.clock import Clock, isoformat_z
+from credd.engine.state import State
 from credd.errors import CreddError, NeedsMfa, ProfileNotManaged
 from credd.mfa import check_code
 from credd.models import Credentials, ProfileStatus
@@ -49,7 +50,7 @@ class MemoryBackend:
             self._status[name] = ProfileStatus(
                 name=name,
                 kind=kind,
-                state="fresh" if creds else "needs_mfa",
+                state=State.FRESH if creds else State.NEEDS_MFA,
                 expires_at=creds.expiration if creds else None,
                 waiting_for=None if creds else "mfa_code",
                 key_id=creds.masked_key_id if creds else None,
@@ -115,7 +116,7 @@ class MemoryBackend:
             self._creds[profile] = creds
             status = replace(
                 self._status[profile],
-                state="fresh",
+                state=State.FRESH,
                 expires_at=creds.expiration,
                 waiting_for=None,
                 last_refresh_at=now,
