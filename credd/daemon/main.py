@@ -168,13 +168,8 @@ class Daemon:
         self.logins = DeviceLogins(
             clients=self.clients, clock=self.clock, refresh=self.manager.refresh, environ=environ
         )
-        api = Api(
-            self.manager,
-            self.clock,
-            imds=self.imds,
-            logins=self.logins,
-            info=lambda: self.facts,
-        )
+        info = self.facts.copy  # read when a status is composed
+        api = Api(self.manager, self.clock, imds=self.imds, logins=self.logins, info=info)
         self.server = UnixServer(socket, api, listen_fd=listen_fd)
         self.notifier = notifier or Notifier(self.environ)
         self.desktop = desktop or notify.Notifier(self.clock, environ=self.environ)
