@@ -21,8 +21,8 @@ from credd.engine.entry import parents_first as _parents_first
 from credd.engine.persist import fingerprint
 from credd.errors import ConfigError
 from credd.files.config import enable_profile
-from credd.mfa import ProcessCodes
 from credd.plan.planner import MAX_CHAIN, Node, plan_for
+from credd.sources.mfa import ProcessCodes
 from credd.testing.clock import FakeClock
 from tests.fixtures.keyring import KeyringEnv
 

@@ -12,7 +12,7 @@ import boto3
 import pyotp
 import pytest
 
-from credd.mfa import STEP
+from credd.sources.mfa import STEP
 from tests.fixtures.daemon import DaemonFactory, remember
 
 pytestmark = pytest.mark.integration

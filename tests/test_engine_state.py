@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from credd import mfa
 from credd.clock import UTC
 from credd.engine.state import (
     CODE_STEP,
@@ -34,6 +33,7 @@ from credd.errors import (
     SecretStoreLocked,
 )
 from credd.models import STATES
+from credd.sources import mfa
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 NAMES = Names(profile="admin", base="user")

@@ -11,7 +11,7 @@ import pytest
 
 from credd.clock import UTC
 from credd.errors import MfaCodeReused, MfaProcessFailed, NeedsMfa, SecretMissing, UsageError
-from credd.mfa import STEP, CodeLedger, PersonCodes, ProcessCodes, TotpCodes, check_code
+from credd.sources.mfa import STEP, CodeLedger, PersonCodes, ProcessCodes, TotpCodes, check_code
 from credd.testing.clock import FakeClock
 
 SEED = pyotp.random_base32()

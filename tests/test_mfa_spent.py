@@ -19,9 +19,9 @@ from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
-from credd.mfa import STEP, CodeLedger
 from credd.plan.planner import Node
 from credd.sources import build_source
+from credd.sources.mfa import STEP, CodeLedger
 from credd.sources.mfa_call import may_have_consumed
 from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import remember, services_section

@@ -13,11 +13,11 @@ from credd.aws.clients import ClientFactory
 from credd.clock import parse_iso
 from credd.engine.persist import fingerprint
 from credd.errors import ConfigError
-from credd.mfa import CodeLedger
 from credd.plan import planner
 from credd.plan.nodes import Kind, Node, Plan
 from credd.secrets.store import SecretStore
 from credd.sources import _BUILDERS, build_source
+from credd.sources.mfa import CodeLedger
 from credd.sso import TokenStore
 from credd.testing.clock import FakeClock
 

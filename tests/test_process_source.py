@@ -22,9 +22,9 @@ from credd.clock import UTC, isoformat_z
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
 from credd.errors import CredentialProcessInvalid
-from credd.mfa import CodeLedger
 from credd.plan.planner import Node, plan_for
 from credd.sources import build_source
+from credd.sources.mfa import CodeLedger
 from credd.sources.process import parse_output
 from credd.testing.clock import FakeClock
 from credd.testing.scheduler import ManualScheduler

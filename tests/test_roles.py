@@ -16,10 +16,10 @@ from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
-from credd.mfa import CodeLedger
 from credd.plan.planner import Node
 from credd.sources import build_source
 from credd.sources.codes import ProfileCodes
+from credd.sources.mfa import CodeLedger
 from credd.testing.clock import FakeClock
 from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import DaemonFactory, remember, services_section

@@ -285,8 +285,8 @@ def test_a_simulated_week_needs_no_login_and_refreshes_on_schedule(
     from credd.aws.clients import ClientFactory
     from credd.engine.manager import Manager
     from credd.engine.scheduler import RefreshPolicy
-    from credd.mfa import CodeLedger
     from credd.sources import build_source
+    from credd.sources.mfa import CodeLedger
     from credd.sso import TokenCache, TokenStore
     from credd.testing.scheduler import ManualScheduler
     from tests.test_roles import SandboxClock

@@ -120,8 +120,8 @@ def test_a_login_made_elsewhere_is_picked_up_within_a_minute_without_credd(
     from credd.aws.clients import ClientFactory
     from credd.engine.manager import Manager
     from credd.engine.scheduler import RefreshPolicy
-    from credd.mfa import CodeLedger
     from credd.sources import build_source
+    from credd.sources.mfa import CodeLedger
     from credd.sso import TokenCache, TokenStore
     from credd.testing.scheduler import ManualScheduler
     from tests.test_roles import SandboxClock

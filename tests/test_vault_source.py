@@ -19,10 +19,10 @@ from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
-from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.planner import Node, plan_for
 from credd.sources import build_source
+from credd.sources.mfa import CodeLedger
 from credd.sources.vault import secret_entry
 from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import DaemonFactory, remember, services_section

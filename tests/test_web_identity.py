@@ -24,9 +24,9 @@ from credd.aws.clients import ClientFactory
 from credd.clock import UTC
 from credd.engine.manager import Manager
 from credd.engine.scheduler import RefreshPolicy
-from credd.mfa import CodeLedger
 from credd.plan.planner import Node, plan_for
 from credd.sources import build_source
+from credd.sources.mfa import CodeLedger
 from credd.testing.scheduler import ManualScheduler
 from tests.fixtures.daemon import remember, services_section
 from tests.fixtures.sandbox import SandboxHandle, unique_name

@@ -180,7 +180,7 @@ def _mfa_session(
         return None
 
     def get() -> Credentials:
-        from credd.mfa import CodeLedger
+        from credd.sources.mfa import CodeLedger
         from credd.sources.session_token import SessionTokenSource
 
         source = SessionTokenSource(

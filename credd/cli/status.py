@@ -139,7 +139,7 @@ def _outcome(profile: str, p: dict[str, Any], *, why: bool) -> str:
 
 
 def cmd_mfa(args: argparse.Namespace, io: Io) -> int:
-    from credd.mfa import check_code
+    from credd.sources.mfa import check_code
 
     profile = profile_arg(args)
     code = check_code(_read_code(args, io))

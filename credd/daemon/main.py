@@ -37,7 +37,6 @@ from credd.engine.scheduler import ApsScheduler, RefreshPolicy
 from credd.engine.state import State
 from credd.errors import ConfigError, CreddError, SecretStoreError
 from credd.files.credentials import CredentialsFileWriter
-from credd.mfa import CodeLedger
 from credd.models import ProfileStatus
 from credd.plan.planner import Node
 from credd.secrets.store import SecretStore
@@ -48,6 +47,7 @@ from credd.server.imds_endpoints import ImdsEndpoints
 from credd.server.unix import UnixServer
 from credd.sources import Source, build_source
 from credd.sources.codes import code_source_of
+from credd.sources.mfa import CodeLedger
 from credd.sso import TokenStore
 from credd.sso.device import DeviceLogins
 

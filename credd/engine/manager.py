@@ -47,12 +47,12 @@ from credd.engine.status import StatusBook, longest
 from credd.engine.table import Table
 from credd.errors import CreddError, NeedsMfa, NotReady, ProfileNotManaged
 from credd.files.credentials import CredentialsFileWriter
-from credd.mfa import check_code
 from credd.models import Credentials, ProfileStatus
 from credd.plan import lifetime
 from credd.plan.planner import CodeSourceOf, Node, Plan
 from credd.sources import Source
 from credd.sources.codes import code_source_of
+from credd.sources.mfa import check_code
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from credd.engine.state import Failure, State
 from credd.engine.table import Table
 from credd.errors import CreddError, LoginRequired, MfaCodeRejected, NeedsMfa, NotReady
 from credd.files.credentials import CredentialsFileWriter, SectionWrite
-from credd.mfa import STEP
 from credd.models import Credentials
 from credd.sources import ParentRefused
+from credd.sources.mfa import STEP
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from credd.errors import (
 )
 
 #: how long an unattended code source waits for the next code after AWS rejected one
-CODE_STEP = timedelta(seconds=30)  # one TOTP step (credd.mfa.STEP; kept free of its imports)
+#: one TOTP step (credd.sources.mfa.STEP; kept free of its imports)
+CODE_STEP = timedelta(seconds=30)
 
 
 class State(str, Enum):

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Protocol
 from credd.aws.clients import ClientFactory
 from credd.clock import Clock
 from credd.errors import CreddError
-from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.nodes import Kind, Node
 from credd.secrets.store import SecretStore
+from credd.sources.mfa import CodeLedger
 
 if TYPE_CHECKING:
     from credd.sso import TokenStore

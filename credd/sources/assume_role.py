@@ -13,12 +13,12 @@ from credd.aws.clients import ClientFactory
 from credd.aws.errors import translate
 from credd.clock import Clock
 from credd.errors import ConfigError, UsageError
-from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.plan.planner import Node
 from credd.secrets.store import SecretStore
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice
+from credd.sources.mfa import CodeLedger
 from credd.sources.mfa_call import send_code
 from credd.sources.session_token import from_sts
 

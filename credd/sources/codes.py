@@ -16,9 +16,9 @@ from typing import overload
 from credd.aws.config import ManagedProfile
 from credd.clock import Clock
 from credd.errors import CreddError, SecretMissing
-from credd.mfa import CodeSource, PersonCodes, ProcessCodes, TotpCodes
 from credd.plan.nodes import CodeSourceName
 from credd.secrets.store import SecretStore
+from credd.sources.mfa import CodeSource, PersonCodes, ProcessCodes, TotpCodes
 
 __all__ = ["ProfileCodes", "code_source_of", "decide", "seed_stored"]
 

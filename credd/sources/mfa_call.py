@@ -1,6 +1,6 @@
 """Sending an MFA code to STS, and when that code counts as spent.
 
-AWS accepts each code of a device once, so the :class:`~credd.mfa.CodeLedger` remembers the
+AWS accepts each code of a device once, so the :class:`~credd.sources.mfa.CodeLedger` remembers the
 step of the last code used and the next call waits for a new step (up to 30 s). A code is
 recorded as spent only when AWS could have consumed it, judged per attempt (botocore retries
 inside one call; its ``needs-retry`` event reports every attempt's outcome):
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from credd.aws.errors import THROTTLE_CODES as THROTTLED
-from credd.mfa import CodeLedger
+from credd.sources.mfa import CodeLedger
 
 T = TypeVar("T")
 

@@ -8,11 +8,11 @@ from credd.aws.clients import ClientFactory
 from credd.aws.config import ManagedProfile
 from credd.aws.errors import translate
 from credd.clock import UTC, Clock
-from credd.mfa import CodeLedger
 from credd.models import Credentials
 from credd.secrets.store import SecretStore
 from credd.sources.codes import ProfileCodes
 from credd.sources.keys import MfaDevice, long_term_keys
+from credd.sources.mfa import CodeLedger
 from credd.sources.mfa_call import send_code
 
 log = logging.getLogger(__name__)

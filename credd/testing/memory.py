@@ -17,8 +17,8 @@ from typing import Any
 from credd.clock import Clock, isoformat_z
 from credd.engine.state import State
 from credd.errors import CreddError, NeedsMfa, ProfileNotManaged
-from credd.mfa import check_code
 from credd.models import Credentials, ProfileStatus
+from credd.sources.mfa import check_code
 
 
 class MemoryBackend:
