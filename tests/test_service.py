@@ -114,6 +114,22 @@ def test_render_passes_non_default_locations_and_escapes_exec_start(tmp_path: Pa
     assert "Environment=CREDD_SOCKET=/srv/s/c.sock" in other.files[service.SERVICE]
 
 
+def test_a_daemon_that_cannot_use_its_config_is_not_restarted(clean_env: Path) -> None:
+    """Exit 3 is "the config is unusable": the daemon exits with it on a config botocore cannot
+    parse, and the unit tells systemd not to restart on it (no restart loop)."""
+    aws = clean_env / ".aws"
+    aws.mkdir()
+    (aws / "config").write_text("[profile a]\nregion = us-east-1\n[profile a]\nregion = x\n")
+    env = {**os.environ, "CREDD_SOCKET": str(clean_env / "s.sock"), "CREDD_ENDPOINT_PORT": "off"}
+    done = credd("daemon", env=env)
+    assert done.returncode == ConfigError.exit_code == 3, done.stderr
+    assert "cannot be parsed" in done.stderr
+    text = service.render(["credd", "daemon"], {}, home=clean_env).files[service.SERVICE]
+    lines = text.splitlines()
+    assert "Restart=on-failure" in lines
+    assert f"RestartPreventExitStatus={ConfigError.exit_code}" in lines
+
+
 # -- credd service --------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ NotifyAccess=main
 ExecStart={exec_start}
 ExecReload=/bin/kill -HUP $MAINPID
 {environment}Restart=on-failure
+RestartPreventExitStatus=3
 RestartSec=2s
 WatchdogSec=60s
 TimeoutStopSec=30s
