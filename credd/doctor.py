@@ -274,7 +274,7 @@ def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
     checks = []
     try:
         ages = key_ages(store, clock)
-    except (CreddError, ValueError):
+    except CreddError:
         return []
     for name, age, max_age in ages:
         limit = max_age.total_seconds() if max_age else DEFAULT_WARN_AGE

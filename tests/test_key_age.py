@@ -44,6 +44,32 @@ def test_doctor_warns_when_the_key_is_older_than_its_max_age(
     assert checks["key-age:young"].status == "ok"  # under the 90-day default
 
 
+def test_one_bad_max_age_hides_only_that_profiles_key_age(
+    clean_env: Path, keyring_env: Any
+) -> None:
+    """A wrong ``credd_key_max_age`` marks that profile broken at config load; every other
+    profile's key age is still reported (it used to hide them all)."""
+    from credd.aws import config as awsconfig
+
+    store = keyring_env.store(service="credd")
+    _config(clean_env, "[profile bad]\ncredd = true\ncredd_key_max_age = sixty days\n"
+                       "[profile good]\ncredd = true\ncredd_key_max_age = 1440h\n"
+                       "[profile zero]\ncredd = true\ncredd_key_max_age = 0d\n")  # fmt: skip
+    clock = FakeClock()
+    for name in ("bad", "good", "zero"):
+        key_id = f"AKIA{name.upper():0<16}"
+        store.set_long_term_keys(name, key_id, "s" * 40)
+        remember_key_age(store, name, key_id, clock.now() - timedelta(days=61))
+    ages = {name: (age, max_age) for name, age, max_age in key_ages(store, clock)}
+    assert ages == {"good": (timedelta(days=61), timedelta(days=60))}
+    broken = awsconfig.load().broken
+    assert set(broken) == {"bad", "zero"}
+    assert "credd_key_max_age" in broken["bad"].error.message
+    assert broken["bad"].error.hint and "60d" in broken["bad"].error.hint
+    checks = {c.name: c for c in check_key_ages(store, clock)}
+    assert checks["key-age:good"].status == WARN
+
+
 @pytest.mark.integration
 def test_verification_waits_for_iam_propagation_on_the_injected_clock(
     sandbox_clean: SandboxHandle, keyring_env: Any

@@ -318,7 +318,6 @@ def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, time
     """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
     manages whose keys are in the secret store."""
     from credd.aws import config as awsconfig
-    from credd.aws.config import parse_duration
 
     out = []
     for name, managed in awsconfig.load().managed.items():
@@ -331,11 +330,7 @@ def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, time
         if keys is None:
             continue
         created = key_created(store, name, keys.access_key_id)
-        raw = str(managed.raw.get("credd_key_max_age") or "").strip().lower()
-        max_age = None
-        if raw:
-            days = raw[:-1] if raw.endswith("d") else None
-            seconds = int(days) * 86400 if days and days.isdigit() else parse_duration(raw)
-            max_age = timedelta(seconds=seconds)
+        # validated at load: a wrong value made the profile broken, not this list
+        max_age = timedelta(seconds=managed.key_max_age) if managed.key_max_age else None
         out.append((name, clock.now() - created if created else None, max_age))
     return out

@@ -17,6 +17,7 @@ The keys credd reads (documented in docs/configuration.md)::
                             else totp when a seed is stored, else person)
     credd_session_duration  GetSessionToken duration: 12h, 90m, 3600 (900 s .. 36 h; default 12h)
     credd_file_profile      section written into the credentials file (default NAME-credd; off)
+    credd_key_max_age       age past which the IAM user's access key is due for rotation (60d)
     mfa_serial              MFA device ARN (discovered with iam:ListMFADevices when absent)
     mfa_process             command printing an MFA code (aws-vault's key)
 """
@@ -58,6 +59,7 @@ _REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
 #: every key credd reads from a profile: each must be a one-line value, not a nested section
 READ_KEYS = (
     "credd", "credd_mfa_source", "credd_session_duration", "credd_file_profile", "mfa_serial",
+    "credd_key_max_age",
     "mfa_process", "region", "role_arn", "source_profile", "credential_source", "external_id",
     "role_session_name", "duration_seconds", "sso_session", "sso_start_url", "sso_region",
     "sso_account_id", "sso_role_name", "aws_access_key_id", "aws_secret_access_key",
@@ -74,6 +76,19 @@ def parse_duration(text: str) -> int:
         raise ValueError(f"not a duration: {text!r} (use e.g. 12h, 90m or 3600)")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def parse_age(text: str) -> int:
+    """``"60d"``, or any :func:`parse_duration` text (``"1440h"``) -> seconds, more than 0."""
+    value = text.strip().lower()
+    days = value[:-1] if value.endswith("d") else None
+    if days is not None and days.isdigit() and len(days) <= 5:
+        seconds = int(days) * 86400
+    else:
+        seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"not a positive age: {text!r} (use e.g. 60d or 1440h)")
+    return seconds
 
 
 def mfa_command(name: str, text: object) -> list[str]:
@@ -131,6 +146,7 @@ class ManagedProfile:
     file_profile: str | None
     region: str | None
     has_file_keys: bool  # long-term keys present in the files (the keyring is preferred)
+    key_max_age: int | None = None  # credd_key_max_age in seconds (None: not set)
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     role: RoleSettings | None = None
     sso: SsoSettings | None = None
@@ -385,6 +401,16 @@ def _profile(
                 hint="set credd_session_duration between 15m and 36h",
             )
 
+    key_max_age = None
+    if "credd_key_max_age" in raw:
+        try:
+            key_max_age = parse_age(str(raw["credd_key_max_age"]))
+        except ValueError as exc:
+            raise ConfigError(
+                f"profile {name!r}: credd_key_max_age: {str(exc)[:120]}",
+                hint="set it to an age such as 60d or 1440h, or remove it",
+            ) from None
+
     file_profile: str | None = f"{name}-credd"
     if "credd_file_profile" in raw:
         value = str(raw["credd_file_profile"]).strip()
@@ -427,6 +453,7 @@ def _profile(
         file_profile=file_profile,
         region=str(raw["region"]) if raw.get("region") else None,
         has_file_keys=bool(raw.get("aws_access_key_id") and raw.get("aws_secret_access_key")),
+        key_max_age=key_max_age,
         raw={k: str(v) for k, v in raw.items() if isinstance(v, str)},
     )
 

@@ -283,7 +283,7 @@ def status_keys(profile: str | None = None) -> list[dict[str, Any]]:
 
     try:
         ages = key_ages(SecretStore(allow_prompt=False, passphrase_prompt=False), SystemClock())
-    except (CreddError, ValueError):
+    except CreddError:
         return []
     out = []
     for name, age, max_age in ages:
