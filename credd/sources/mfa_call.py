@@ -23,6 +23,7 @@ once, in the rare one.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -50,20 +51,33 @@ def may_have_consumed(response: Any = None, caught_exception: BaseException | No
     return not (status == 429 or code in THROTTLED or status >= 500)
 
 
+#: The attempts of the coded call running in this thread (botocore makes a call, retries
+#: included, in the calling thread): the one ``needs-retry`` handler on a client reports each
+#: attempt to the call it belongs to, never to another thread's call on the same shared client.
+_ATTEMPTS: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "credd_mfa_attempts", default=None
+)
+_HANDLER_ID = "credd-mfa-judge"
+
+
+def _judge(response: Any = None, caught_exception: BaseException | None = None, **_: Any) -> None:
+    attempts = _ATTEMPTS.get()
+    if attempts is not None:
+        attempts.append(may_have_consumed(response, caught_exception))
+
+
 def send_code(ledger: CodeLedger, device: str, code: str, client: Any, call: Callable[[], T]) -> T:
     """Run ``call`` (which sends ``code`` for ``device`` with ``client``) and record the code
     as spent in ``ledger`` when AWS could have consumed it (see the module's doc). The caller
-    holds ``ledger.device_lock(device)``."""
+    holds ``ledger.device_lock(device)``.
+
+    The client may be shared by many threads: one handler is registered on it once and for
+    all (registering and removing handlers while other threads emit events could make them
+    miss theirs), and it reports each attempt to this thread's call only."""
     step = ledger.step()
+    client.meta.events.register("needs-retry", _judge, unique_id=_HANDLER_ID)  # once per client
     consumed: list[bool] = []
-
-    def judge(
-        response: Any = None, caught_exception: BaseException | None = None, **_: Any
-    ) -> None:
-        consumed.append(may_have_consumed(response, caught_exception))
-
-    events = client.meta.events
-    events.register("needs-retry", judge)
+    token = _ATTEMPTS.set(consumed)
     try:
         result = call()
     except BaseException:
@@ -71,6 +85,6 @@ def send_code(ledger: CodeLedger, device: str, code: str, client: Any, call: Cal
             ledger.record(device, code, step)
         raise
     finally:
-        events.unregister("needs-retry", judge)  # the client may outlive this call
+        _ATTEMPTS.reset(token)
     ledger.record(device, code, step)
     return result
