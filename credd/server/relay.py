@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import socket
 import threading
@@ -33,7 +34,11 @@ from credd.errors import ConfigError
 
 __all__ = ["listen_in_netns", "netns_path", "serve"]
 
+log = logging.getLogger(__name__)
+
 CLONE_NEWNET = 0x40000000
+#: Connections carried at once (two threads each); more wait in the backlog (docs/containers.md).
+MAX_CONNECTIONS = 64
 NETNS_DIR = "/run/netns"
 
 
@@ -109,7 +114,8 @@ def _carry(client: socket.socket, port: int) -> None:
         client.close()
         return
     upstream.settimeout(None)
-    back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+    name = threading.current_thread().name + "-back"
+    back = threading.Thread(target=_pipe, args=(upstream, client), name=name, daemon=True)
     back.start()
     _pipe(client, upstream)
     back.join(120)
@@ -117,21 +123,60 @@ def _carry(client: socket.socket, port: int) -> None:
     upstream.close()
 
 
-def serve(listeners: dict[int, socket.socket], stop: threading.Event | None = None) -> None:
-    """Accept on every listener (port -> socket) and carry connections to the host's port."""
+def serve(
+    listeners: dict[int, socket.socket],
+    stop: threading.Event | None = None,
+    *,
+    max_connections: int | None = None,
+) -> None:
+    """Accept on every listener (host port -> socket) and carry connections to the host's port.
+
+    At most ``max_connections`` (default :data:`MAX_CONNECTIONS`, all listeners together) are
+    carried at once, two threads each; while all are busy the relay accepts nothing more, so
+    new connections wait in the listening socket's backlog (64) and are carried in turn as
+    earlier ones end, and beyond the backlog the kernel makes clients wait or refuses them."""
     stop = stop or threading.Event()
+    bound = max_connections or MAX_CONNECTIONS
+    slots = threading.BoundedSemaphore(bound)
+    full = threading.Event()  # logged once per busy spell
+
+    def carry(client: socket.socket, port: int) -> None:
+        try:
+            _carry(client, port)
+        finally:
+            slots.release()
+
+    def take_slot() -> bool:
+        if slots.acquire(blocking=False):
+            full.clear()
+            return True
+        if not full.is_set():
+            full.set()
+            log.warning("relay: %d connections are being carried; new ones wait", bound)
+        return slots.acquire(timeout=0.5)
 
     def accept_loop(port: int, sock: socket.socket) -> None:
         sock.settimeout(0.5)
         while not stop.is_set():
+            if not take_slot():
+                continue
             try:
                 client, _ = sock.accept()
             except TimeoutError:
+                slots.release()
                 continue
             except OSError:
+                slots.release()
                 return
             client.settimeout(None)
-            threading.Thread(target=_carry, args=(client, port), daemon=True).start()
+            worker = threading.Thread(
+                target=carry, args=(client, port), name=f"credd-relay-conn-{port}", daemon=True
+            )
+            try:
+                worker.start()
+            except RuntimeError:  # no thread to be had: refuse this one, go on
+                client.close()
+                slots.release()
 
     threads = [
         threading.Thread(target=accept_loop, args=item, daemon=True) for item in listeners.items()
