@@ -77,8 +77,11 @@ def check_backups(environ: Mapping[str, str] | None) -> list[Check]:
         if finding.backup is None:
             checks.append(Check(name, SKIP, line))
         elif lost:
-            fix = "credd doctor --restore-files; if you removed them on purpose: credd doctor "
-            checks.append(Check(name, FAIL, line, fix + "--accept-files"))
+            fix = (
+                "credd doctor --restore-files (sections holding secret keys only with "
+                "--include-keys); if you removed them on purpose: credd doctor --accept-files"
+            )
+            checks.append(Check(name, FAIL, line, fix))
         else:
             checks.append(Check(name, OK, line))
     return checks

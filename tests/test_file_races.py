@@ -530,7 +530,7 @@ def test_doctor_finds_a_wiped_file_and_restores_it_from_the_copy() -> None:
     assert "credd doctor --restore-files" in (check.fix or "")
     assert "AKIAUSER" not in check.message + (check.fix or "")
 
-    done = doctor_cli("--restore-files")
+    done = doctor_cli("--restore-files", "--include-keys")  # both sections hold keys
     assert done.returncode == 0, done.stderr
     assert "restored [default], [work]" in done.stdout
     final = profiles(path)
@@ -540,6 +540,39 @@ def test_doctor_finds_a_wiped_file_and_restores_it_from_the_copy() -> None:
     assert not path.with_name(path.name + SAVED_SUFFIX).exists()
     assert by_name(doctor.check_backups(None))["credentials-file"].status == "ok"
     assert leftovers(path.parent) == []
+
+
+def test_restore_never_puts_back_long_term_keys_without_include_keys() -> None:
+    """After ``credd keys import`` the user deletes [work] (its keys now live in the secret
+    store). A later ``--restore-files`` for another lost section must not bring those keys back
+    into the file: sections holding secret keys are restored only with ``--include-keys``."""
+    path = seed(USER + "\n[tools]\nregion = us-west-2\n")
+    CredentialsFileWriter().write([SectionWrite("s", "p", make_credentials(1))])
+    text = path.read_text()
+    work = text[text.index("# work account") : text.index("[tools]")]
+    path.write_text(text.replace(work, "").replace("[tools]\nregion = us-west-2\n", ""))
+    check = by_name(doctor.check_backups(None))["credentials-file"]
+    assert "lost [work], [tools]" in check.message and "--include-keys" in (check.fix or "")
+
+    done = doctor_cli("--restore-files")
+    assert done.returncode == 0, done.stderr
+    assert "restored [tools]" in done.stdout
+    assert (
+        "[work]" in done.stdout
+        and "--include-keys" in done.stdout
+        and "--accept-files" in done.stdout
+    )
+    assert "AKIAWORK" not in path.read_text() and "workSecret" not in path.read_text()
+    assert profiles(path)["tools"]["region"] == "us-west-2"
+    assert "AKIAWORK" not in done.stdout + done.stderr
+    check = by_name(doctor.check_backups(None))["credentials-file"]
+    assert check.status == "fail" and "lost [work]" in check.message  # still for you to decide
+
+    done = doctor_cli("--restore-files", "--include-keys")  # you do want them back
+    assert done.returncode == 0, done.stderr
+    assert "restored [work]" in done.stdout
+    assert profiles(path)["work"]["aws_access_key_id"] == "AKIAWORK000000000001"
+    assert by_name(doctor.check_backups(None))["credentials-file"].status == "ok"
 
 
 def test_doctor_accepts_sections_removed_on_purpose() -> None:

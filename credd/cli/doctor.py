@@ -8,6 +8,7 @@ import argparse
 
 from credd.cli.base import Subparsers, command
 from credd.cli.io import Io
+from credd.errors import UsageError
 
 
 def cmd_doctor(args: argparse.Namespace, io: Io) -> int:
@@ -17,7 +18,11 @@ def cmd_doctor(args: argparse.Namespace, io: Io) -> int:
     if args.restore_files or args.accept_files:
         from credd.files.restore import restore_files
 
-        return restore_files(None, io.stdout, accepting=args.accept_files)
+        return restore_files(
+            None, io.stdout, accepting=args.accept_files, include_keys=args.include_keys
+        )
+    if args.include_keys:
+        raise UsageError("--include-keys goes with --restore-files")
     checks = doctor.run_checks(socket=str(socket_path(override=args.socket)))
     report = doctor.report(checks)
     if args.json:
@@ -50,4 +55,10 @@ def register(sub: Subparsers) -> None:
         "--accept-files",
         action="store_true",
         help="the AWS files are as you want them: make them credd's last-known-good copy",
+    )
+    p.add_argument(
+        "--include-keys",
+        action="store_true",
+        help="with --restore-files: also restore sections holding secret keys (left out "
+        "otherwise: you may have removed them on purpose)",
     )

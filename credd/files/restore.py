@@ -7,7 +7,10 @@ than the settle bound, the copy from before as ``<file>.credd-saved`` (see
 one): a section of yours there that the file lacks is reported. :func:`restore` appends those
 sections back through the same locked, race-checked write as every other edit; :func:`accept`
 declares the file as it is now good (you removed them on purpose). Sections credd writes itself
-(``credd_managed_by``) are not restored: the daemon rewrites them.
+(``credd_managed_by``) are not restored: the daemon rewrites them. A section holding secret keys
+(``aws_access_key_id`` / ``aws_secret_access_key``) is restored only when asked for
+(``--include-keys``): keys you deleted on purpose, after ``credd keys import`` moved them into
+the secret store or because they leaked, must never come back into a plain-text file unasked.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ from credd.files.ini import (
 from credd.files.sidefiles import GOOD_SUFFIX, SAVED_SUFFIX, atomic_write, sidecar
 
 OWNER_KEY = "credd_managed_by"
+#: a section with one of these holds a secret key: restored only with ``include_keys``
+KEY_NAMES = ("aws_access_key_id", "aws_secret_access_key")
+
+
+@dataclass(frozen=True)
+class Restored:
+    added: list[str]  # sections appended back
+    held: list[str]  # lost sections left out because they hold secret keys
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,16 @@ def _backup(target: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _holding_keys(text: str, path: Path, errors: Errors) -> set[str]:
+    """Names of the sections of ``text`` that hold a secret key."""
+    doc = parse_ini(text, path, errors)
+    return {
+        block.name
+        for block in doc.iter_blocks()
+        if isinstance(block, Section) and any(block.get(k) is not None for k in KEY_NAMES)
+    }
 
 
 def _yours(text: str, path: Path, errors: Errors) -> dict[str, str]:
@@ -92,12 +113,17 @@ def inspect(path: Path, errors: Errors) -> Finding:
     return Finding(target, backup, [name for name in kept if not now.has_section(name)])
 
 
-def restore(path: Path, errors: Errors) -> list[str]:
-    """Append the lost sections from the copy; returns their names. Drops the saved copy."""
+def restore(path: Path, errors: Errors, *, include_keys: bool = False) -> Restored:
+    """Append the lost sections from the copy, those holding secret keys only with
+    ``include_keys``. Drops the saved copy unless a section was held back."""
     finding = inspect(path, errors)
     if finding.backup is None or not finding.lost:
-        return []
-    kept = _yours(finding.backup.read_text(encoding="utf-8"), finding.backup, errors)
+        return Restored([], [])
+    copy = finding.backup.read_text(encoding="utf-8")
+    kept = _yours(copy, finding.backup, errors)
+    keyed = _holding_keys(copy, finding.backup, errors)
+    held = [] if include_keys else [name for name in finding.lost if name in keyed]
+    wanted = [name for name in finding.lost if name not in held]
     added: list[str] = []
 
     def transform(text: str) -> str | None:
@@ -105,17 +131,20 @@ def restore(path: Path, errors: Errors) -> list[str]:
         doc = parse_ini(text, finding.path, errors)
         eol = detect_eol(text)
         out = text
-        for name in finding.lost:
+        for name in wanted:
             if not doc.has_section(name):
                 out = append_block(out, kept[name].replace("\r\n", "\n").replace("\n", eol), eol)
                 added.append(name)
         return out if added else None
 
-    locked_update(
-        finding.path, transform, keep_mode=True, lock_timeout=10, clock=SystemClock(), errors=errors
-    )
-    _drop_saved(finding.path)
-    return added
+    if wanted:
+        locked_update(
+            finding.path, transform, keep_mode=True, lock_timeout=10, clock=SystemClock(),
+            errors=errors,
+        )  # fmt: skip
+    if not held:
+        _drop_saved(finding.path)
+    return Restored(added, held)
 
 
 def accept(path: Path, errors: Errors) -> None:
@@ -156,8 +185,11 @@ def aws_files(environ: Mapping[str, str] | None) -> list[tuple[str, Path, Errors
     ]
 
 
-def restore_files(environ: Mapping[str, str] | None, out: TextIO, *, accepting: bool) -> int:
-    """``credd doctor --restore-files`` / ``--accept-files`` on both files; the exit status."""
+def restore_files(
+    environ: Mapping[str, str] | None, out: TextIO, *, accepting: bool, include_keys: bool = False
+) -> int:
+    """``credd doctor --restore-files [--include-keys]`` / ``--accept-files`` on both files;
+    the exit status."""
     status = 0
     for _, path, errors in aws_files(environ):
         try:
@@ -165,11 +197,23 @@ def restore_files(environ: Mapping[str, str] | None, out: TextIO, *, accepting: 
                 accept(path, errors)
                 out.write(f"credd's copy of {path} now matches the file\n")
                 continue
-            added = restore(path, errors)
+            done = restore(path, errors, include_keys=include_keys)
         except CreddError as exc:
             out.write(f"{path}: {exc.message}\n")
             status = 1
             continue
-        names = ", ".join(f"[{n}]" for n in added)
-        out.write(f"restored {names} to {path}\n" if added else f"{path}: nothing to restore\n")
+        names = ", ".join(f"[{n}]" for n in done.added)
+        if done.added or not done.held:
+            out.write(f"restored {names} to {path}\n" if names else f"{path}: nothing to restore\n")
+        if done.held:
+            out.write(_held_line(path, done.held))
     return status
+
+
+def _held_line(path: Path, held: list[str]) -> str:
+    names = ", ".join(f"[{n}]" for n in held)
+    return (
+        f"{path}: not restored: {names} (they hold secret keys). If you removed them on purpose "
+        "(after credd keys import, or because they leaked): credd doctor --accept-files; to put "
+        "them back, keys included: credd doctor --restore-files --include-keys\n"
+    )
