@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from credd.actions.rotation import Iam, RotationError, Rotator, key_ages, remember_key_age
+from credd.actions.rotation import (
+    Iam,
+    RotationError,
+    Rotator,
+    forget_key_age,
+    key_ages,
+    remember_key_age,
+)
 from credd.cli.keys import StoreKeys
 from credd.doctor import WARN, check_key_ages
 from credd.models import Credentials
@@ -68,6 +75,26 @@ def test_one_bad_max_age_hides_only_that_profiles_key_age(
     assert broken["bad"].error.hint and "60d" in broken["bad"].error.hint
     checks = {c.name: c for c in check_key_ages(store, clock)}
     assert checks["key-age:good"].status == WARN
+
+
+def test_key_ages_never_read_a_secret(clean_env: Path, keyring_env: Any) -> None:
+    """``credd status`` shows key ages from the key id and date credd recorded next to the keys,
+    never by reading the keys themselves (the secret access key has no business in status)."""
+    store = keyring_env.store(service="credd")
+    _config(clean_env, "[profile user]\ncredd = true\n[profile gone]\ncredd = true\n")
+    clock = FakeClock()
+    for name in ("user", "gone"):
+        key_id = f"AKIA{name.upper():0<16}"
+        store.set_long_term_keys(name, key_id, "s" * 40)
+        remember_key_age(store, name, key_id, clock.now() - timedelta(days=3))
+    forget_key_age(store, "gone")  # what credd keys delete does
+
+    def no_secrets(profile: str) -> None:
+        raise AssertionError(f"read the long-term keys of {profile}")
+
+    store.get_long_term_keys = no_secrets  # type: ignore[method-assign]
+    ages = {name: (age, max_age) for name, age, max_age in key_ages(store, clock)}
+    assert ages == {"user": (timedelta(days=3), None)}
 
 
 @pytest.mark.integration

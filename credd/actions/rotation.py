@@ -300,36 +300,46 @@ def remember_key_age(store: SessionStore, profile: str, key_id: str, when: datet
     store.set_session(META_PREFIX + profile, meta)
 
 
-def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | None:
-    """When the stored key was created, as recorded at rotation or ``keys set`` time."""
+def forget_key_age(store: SessionStore, profile: str) -> None:
+    """The profile's keys were deleted: no age to show any more."""
+    store.delete_session(META_PREFIX + profile)
+
+
+def recorded_key(store: SessionStore, profile: str) -> tuple[str, datetime | None] | None:
+    """``(key id, when it was created or stored)`` as credd recorded it next to the keys, or
+    ``None``. Only the key id and a date: reading it never reads a secret."""
     try:
         meta = store.get_session(META_PREFIX + profile)
     except CreddError:
         return None
-    if not meta or meta.get("AccessKeyId") != key_id:
+    if not meta or not isinstance(meta.get("AccessKeyId"), str):
         return None
     try:
-        return parse_iso(str(meta["CreateDate"]))
+        return meta["AccessKeyId"], parse_iso(str(meta["CreateDate"]))
     except (KeyError, ValueError):
-        return None
+        return meta["AccessKeyId"], None
+
+
+def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | None:
+    """When the stored key was created, as recorded at rotation or ``keys set`` time."""
+    recorded = recorded_key(store, profile)
+    return recorded[1] if recorded and recorded[0] == key_id else None
 
 
 def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
-    """``(profile, age of its stored key, credd_key_max_age)`` for every IAM-user profile credd
-    manages whose keys are in the secret store."""
+    """``(profile, age of its key, credd_key_max_age)`` for every IAM-user profile credd manages
+    whose key credd recorded (``keys set``/``import``, rotation). Reads the recorded key id and
+    date only, never the keys: ``credd status`` has no business with a secret."""
     from credd.aws import config as awsconfig
 
     out = []
     for name, managed in awsconfig.load().managed.items():
         if managed.kind != "session-token":
             continue
-        try:
-            keys = store.get_long_term_keys(name)
-        except CreddError:
+        recorded = recorded_key(store, name)
+        if recorded is None:
             continue
-        if keys is None:
-            continue
-        created = key_created(store, name, keys.access_key_id)
+        created = recorded[1]
         # validated at load: a wrong value made the profile broken, not this list
         max_age = timedelta(seconds=managed.key_max_age) if managed.key_max_age else None
         out.append((name, clock.now() - created if created else None, max_age))

@@ -131,7 +131,12 @@ def cmd_keys_import(args: argparse.Namespace, io: Io) -> int:
 
 def cmd_keys_delete(args: argparse.Namespace, io: Io) -> int:
     """credd keys delete PROFILE"""
-    if io.store_factory().delete_long_term_keys(args.profile):
+    store = io.store_factory()
+    if store.delete_long_term_keys(args.profile):
+        from credd.actions.rotation import forget_key_age
+
+        with contextlib.suppress(CreddError):  # best effort, as when it was recorded
+            forget_key_age(store, args.profile)
         io.say(f"Deleted the long-term keys of profile {args.profile} from the keyring.")
     else:
         io.say(f"No long-term keys were stored for profile {args.profile}; nothing to delete.")
