@@ -4,16 +4,22 @@ goes through GetFederationToken."""
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
 import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
 from credd.actions.console import destination
-from tests.fixtures.daemon import DaemonFactory, remember
+from tests.fixtures.daemon import DaemonFactory, remember, services_section
 from tests.fixtures.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.integration
@@ -108,3 +114,53 @@ def test_the_federation_url_must_be_https_or_loopback() -> None:
     assert federation_url({"CREDD_FEDERATION_URL": "http://127.0.0.1:9/federation"})
     with pytest.raises(ConfigError, match="not https"):
         federation_url({"CREDD_FEDERATION_URL": "http://example.com/federation"})
+
+
+def test_the_browser_never_sees_the_sign_in_token(
+    clean_env: Path, sandbox_clean: SandboxHandle, keyring_env: Any, tmp_path: Path
+) -> None:
+    """A browser's command line is visible to every user (``ps``): the browser gets the path of
+    a private page that forwards to the sign-in URL, never the URL, and the page is gone after.
+    The browser here is a program that records its argv and what the file it was given held."""
+    plain = sandbox_clean.new_user("argv")
+    remember(plain.secret_access_key)
+    aws = clean_env / ".aws"
+    aws.mkdir()
+    (aws / "config").write_text("[profile plain]\nregion = us-east-1\nservices = sandbox\n"
+                                + services_section(sandbox_clean.endpoint))  # fmt: skip
+    keys = f"aws_access_key_id = {plain.access_key_id}\n"
+    keys += f"aws_secret_access_key = {plain.secret_access_key}\n"
+    (aws / "credentials").write_text("[plain]\n" + keys)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    browser = tmp_path / "browser"
+    browser.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" > {seen}/argv\n'
+        'for a in "$@"; do f="${a#file://}"; if [ -f "$f" ]; then\n'
+        f'  cat "$f" > {seen}/page; stat -c %a "$f" > {seen}/mode; fi; done\n'
+    )
+    browser.chmod(0o700)
+    env = {**os.environ, "BROWSER": str(browser),
+           "CREDD_FEDERATION_URL": f"{sandbox_clean.endpoint}/federation"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "credd.cli", "console", "plain"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    argv = (seen / "argv").read_text()
+    on_argv = "SigninToken" in argv  # a bool: a failure must not print the token
+    assert not on_argv, "the sign-in token is on the browser's command line"
+    page = (seen / "page").read_text()
+    match = re.search(r'href="([^"]+)"', page)
+    assert match, "the page links to the sign-in URL"
+    url = html.unescape(match.group(1))
+    token = parse_qs(urlsplit(url).query)["SigninToken"][0]
+    remember(token)
+    on_argv = token in argv
+    assert not on_argv, "the token is on the browser's argv"
+    assert argv.startswith("file://") and (seen / "mode").read_text().strip() == "600"
+    path = Path(argv.strip().removeprefix("file://"))
+    assert path.parent == clean_env.parent / "run" / "credd" and not path.exists()
+    leaked = token in done.stdout + done.stderr
+    assert not leaked, "the sign-in token was printed"
+    status, _, principal = login(url)  # the page forwards to a working sign-in URL
+    assert status == 302 and principal.endswith(":federated-user/credd-plain")

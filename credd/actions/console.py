@@ -7,18 +7,24 @@ AssumeRole credentials (roles, IAM Identity Center) and GetFederationToken crede
 long-term keys and not GetSessionToken sessions. An IAM user therefore needs
 GetFederationToken, whose session carries **no MFA**: for a user whose policy requires MFA the
 console would deny everything (aws-vault 564/784), so credd refuses and names the role profile
-to use. The URL holds a bearer token valid for 15 minutes: it is opened or printed, never logged.
+to use. The URL holds a bearer token valid for 15 minutes: it is printed, or opened through a
+page, never logged and never put on a command line (:func:`open_signin`).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import tempfile
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from credd.clock import Clock
 from credd.errors import AwsError, ConfigError
 from credd.models import Credentials
 
@@ -28,6 +34,10 @@ ISSUER = "credd"
 ALLOW_ALL = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 )
+
+
+#: How long the sign-in page waits for the browser to read it before it is deleted anyway.
+PAGE_WAIT = 30.0
 
 
 class ConsoleRefused(ConfigError):
@@ -140,3 +150,56 @@ def _federation_token(name: str, raw: Mapping[str, Any], config: Any, clients: A
     except Exception as exc:
         raise translate(exc, profile=name, action="sts:GetFederationToken") from None
     return from_sts(reply)
+
+
+def signin_page(link: str) -> str:
+    """A page that sends the browser on to ``link`` at once (meta refresh, script, a link)."""
+    attr = html.escape(link, quote=True)
+    script = json.dumps(link).replace("<", "\\u003c")
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="referrer" content="no-referrer">'
+        f'<meta http-equiv="refresh" content="0;url={attr}"><title>credd console</title>'
+        f"<script>location.replace({script});</script></head>"
+        f'<body><a href="{attr}">Open the AWS console</a></body></html>\n'
+    )
+
+
+def open_signin(
+    link: str, *, open_browser: Callable[[str], bool], directory: Path, clock: Clock
+) -> bool:
+    """Open ``link`` in a browser without putting it on a command line.
+
+    A browser is started with the URL in its argv, which every user on the host can read
+    (``ps``), and the sign-in URL is a bearer token. So the URL goes into a page, 0600 in the
+    private ``directory`` (0700, credd's runtime dir), the browser is given the page's path, and
+    the page is deleted once the browser has read it (its access time moves) or after
+    :data:`PAGE_WAIT` seconds."""
+    fd, name = tempfile.mkstemp(prefix="console-", suffix=".html", dir=directory)
+    page = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(signin_page(link))
+        written = page.stat()
+        opened = open_browser(page.as_uri())
+        if opened:
+            _wait_read(page, written.st_atime_ns, written.st_mtime_ns, clock)
+        return opened
+    finally:
+        with suppress(FileNotFoundError):
+            page.unlink()
+
+
+def _wait_read(page: Path, atime_ns: int, mtime_ns: int, clock: Clock) -> None:
+    """Until the browser read the page (its atime moved past the write), at most PAGE_WAIT s."""
+    deadline = clock.monotonic() + PAGE_WAIT
+    while clock.monotonic() < deadline:
+        try:
+            st = page.stat()
+        except FileNotFoundError:
+            return
+        if st.st_atime_ns != atime_ns and st.st_atime_ns >= mtime_ns:
+            clock.sleep(0.5)  # a browser reads a page this small at once; a moment to be sure
+            return
+        clock.sleep(0.1)

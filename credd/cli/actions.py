@@ -96,7 +96,16 @@ def cmd_console(args: argparse.Namespace, io: Io) -> int:
         return 0
     import webbrowser
 
-    if not (io.open_browser or webbrowser.open)(link):
+    from credd.clock import SystemClock
+    from credd.paths import ensure_private_dir, runtime_dir
+
+    opened = console.open_signin(
+        link,
+        open_browser=io.open_browser or webbrowser.open,
+        directory=ensure_private_dir(runtime_dir()),
+        clock=SystemClock(),
+    )
+    if not opened:
         io.warn("no browser to open; the sign-in URL (valid 15 minutes):")
         io.say(link)
     return 0
