@@ -146,7 +146,8 @@ class ManagedProfile:
     file_profile: str | None
     region: str | None
     has_file_keys: bool  # long-term keys present in the files (the keyring is preferred)
-    key_max_age: int | None = None  # credd_key_max_age in seconds (None: not set)
+    #: credd_key_max_age in seconds (None: not set); not part of the node: no session depends on it
+    key_max_age: int | None = field(default=None, compare=False)
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     role: RoleSettings | None = None
     sso: SsoSettings | None = None
