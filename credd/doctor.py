@@ -275,8 +275,14 @@ def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
     from credd.actions.rotation import DEFAULT_WARN_AGE, key_ages
 
     checks = []
+    def has_keys(profile: str) -> bool:
+        try:
+            return store.get_long_term_keys(profile) is not None
+        except CreddError:
+            return False
+
     try:
-        ages = key_ages(store, clock)
+        ages = key_ages(store, clock, has_keys=has_keys)
     except CreddError:
         return []
     for name, age, max_age in ages:

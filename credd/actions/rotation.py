@@ -326,10 +326,14 @@ def key_created(store: SessionStore, profile: str, key_id: str) -> datetime | No
     return recorded[1] if recorded and recorded[0] == key_id else None
 
 
-def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, timedelta | None]]:
+def key_ages(
+    store: Any, clock: Clock, *, has_keys: Callable[[str], bool] | None = None
+) -> list[tuple[str, timedelta | None, timedelta | None]]:
     """``(profile, age of its key, credd_key_max_age)`` for every IAM-user profile credd manages
     whose key credd recorded (``keys set``/``import``, rotation). Reads the recorded key id and
-    date only, never the keys: ``credd status`` has no business with a secret."""
+    date only, never the keys: ``credd status`` has no business with a secret. ``has_keys``
+    (``doctor``, which checks the keys anyway) adds profiles with keys but no record, age
+    unknown."""
     from credd.aws import config as awsconfig
 
     out = []
@@ -337,9 +341,9 @@ def key_ages(store: Any, clock: Clock) -> list[tuple[str, timedelta | None, time
         if managed.kind != "session-token":
             continue
         recorded = recorded_key(store, name)
-        if recorded is None:
+        if recorded is None and not (has_keys and has_keys(name)):
             continue
-        created = recorded[1]
+        created = recorded[1] if recorded else None
         # validated at load: a wrong value made the profile broken, not this list
         max_age = timedelta(seconds=managed.key_max_age) if managed.key_max_age else None
         out.append((name, clock.now() - created if created else None, max_age))
