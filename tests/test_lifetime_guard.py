@@ -50,7 +50,7 @@ def test_guard_fails_fast_on_the_chain_cap_and_refreshes_once_when_possible(
     # 2 h from a chained role: impossible, said at once, no STS call
     with pytest.raises(LifetimeUnavailable) as info:
         manager.credentials_lasting("r0", timedelta(hours=2))
-    assert "at most 1 h" in info.value.message and "role chaining" in info.value.message
+    assert "at most 1h" in info.value.message and "role chaining" in info.value.message
     assert calls(sandbox_clean) == before
 
     # 35 min later the held role session has 25 min left: a 30 min guard refreshes once, and
@@ -90,7 +90,7 @@ def test_guard_fails_fast_on_the_chain_cap_and_refreshes_once_when_possible(
 
         refused = get("--min-lifetime", "2h")
         assert refused.returncode == LifetimeUnavailable.exit_code and refused.stdout == ""
-        assert "at most 1 h" in refused.stderr and "role chaining" in refused.stderr
+        assert "at most 1h" in refused.stderr and "role chaining" in refused.stderr
         ok = get("--min-lifetime=30m")
         assert ok.returncode == 0 and '"AccessKeyId"' in ok.stdout
         refused_exec = subprocess.run(
@@ -133,7 +133,7 @@ def test_limits_from_the_plan_and_a_person() -> None:
             lifetime.parse_min_lifetime(bad)
     chain = lifetime.Longest(3600, "role chaining ... 1 h")
     lifetime.check_possible("r", chain, timedelta(minutes=59), needs_person=None)
-    with pytest.raises(LifetimeUnavailable, match="at most 1 h"):
+    with pytest.raises(LifetimeUnavailable, match="at most 1h"):
         lifetime.check_possible("r", chain, timedelta(hours=2), needs_person=None)
     with pytest.raises(LifetimeUnavailable, match="only a person") as info:
         lifetime.check_possible("u", chain, timedelta(minutes=30), needs_person="credd mfa u")

@@ -23,6 +23,7 @@ from typing import Any
 
 from credd.actions.profilecreds import is_role_or_sso, is_sso, long_term_keys, served_profile
 from credd.clock import UTC, isoformat_z
+from credd.durations import format_duration
 from credd.errors import AwsError, ConfigError, UsageError
 from credd.models import Credentials
 
@@ -96,8 +97,9 @@ class Signer:
             return requested, None
         why = (
             f"profile {self.profile} signs with {self.kind} that expire at "
-            f"{isoformat_z(self.valid_until)} (in {human(left)}); a presigned URL dies with "
-            f"the credentials that signed it, so it cannot live {human(requested)}"
+            f"{isoformat_z(self.valid_until)} (in {format_duration(left)}); a presigned URL dies "
+            "with the credentials that signed it, so it cannot live "
+            f"{format_duration(requested)}"
         )
         if not cap or left < 60:
             raise LifetimeUnavailable(
@@ -105,15 +107,7 @@ class Signer:
                 hint="sign with a profile that holds an IAM user's long-term keys (up to 7 "
                 "days), or pass --cap to get a URL valid until then",
             )
-        return left, f"capped: {why}; the URL is valid for {human(left)} only"
-
-
-def human(seconds: int) -> str:
-    d, rest = divmod(max(seconds, 0), 86400)
-    h, rest = divmod(rest, 3600)
-    m = rest // 60
-    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m and not d else ""]
-    return "".join(parts) or f"{seconds}s"
+        return left, f"capped: {why}; the URL is valid for {format_duration(left)} only"
 
 
 def choose_signer(

@@ -13,6 +13,7 @@ import logging
 from credd.cli.base import Subparsers, command
 from credd.cli.io import Io
 from credd.clock import SystemClock, isoformat_z
+from credd.durations import format_duration
 from credd.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def cmd_presign(args: argparse.Namespace, io: Io) -> int:
         io.say(u.url)
     io.warn(
         f"{len(urls)} URL(s) valid until {isoformat_z(urls[-1].expires_at)} "
-        f"({presign.human(lifetime)}), signed with {signer.kind} of profile {name}"
+        f"({format_duration(lifetime)}), signed with {signer.kind} of profile {name}"
     )
     return 0
 

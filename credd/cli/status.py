@@ -12,21 +12,9 @@ from typing import Any, TextIO
 
 from credd.cli.base import Subparsers, command, profile_arg
 from credd.cli.io import Io
+from credd.durations import format_duration
 from credd.engine.state import State
 from credd.errors import DaemonUnavailable, UsageError
-
-
-def human(seconds: int | None) -> str:
-    """``1h05m``, ``4m09s``, ``7s`` (``-`` for none)."""
-    if seconds is None:
-        return "-"
-    sign = "-" if seconds < 0 else ""
-    s = abs(seconds)
-    if s >= 3600:
-        return f"{sign}{s // 3600}h{(s % 3600) // 60:02d}m"
-    if s >= 60:
-        return f"{sign}{s // 60}m{s % 60:02d}s"
-    return f"{sign}{s}s"
 
 
 def profile_ok(p: dict[str, Any]) -> bool:
@@ -48,8 +36,8 @@ def render_status(status: dict[str, Any], out: TextIO) -> None:
                 p["name"],
                 p["kind"],
                 p["state"],
-                human(p.get("expires_in_seconds")),
-                human(p.get("next_refresh_in_seconds")),
+                format_duration(p.get("expires_in_seconds")),
+                format_duration(p.get("next_refresh_in_seconds")),
                 waiting,
             )
         )
@@ -104,15 +92,13 @@ def cmd_status(args: argparse.Namespace, io: Io) -> int:
 
 
 def _explain(profiles: list[dict[str, Any]], io: Io) -> None:
-    from credd.plan.lifetime import hours
-
     for p in profiles:
         if p.get("plan"):
             io.say(f"\nplan: {p['plan']}")
         longest = p.get("longest_lifetime") or {}
         if longest.get("why"):  # the lifetime guard's limit (--min-lifetime)
             secs = longest.get("seconds")
-            most = hours(secs) if isinstance(secs, int) else "unknown"
+            most = format_duration(secs) if isinstance(secs, int) else "unknown"
             io.say(f"longest lifetime: {most}: {longest['why']}")
 
 
@@ -130,7 +116,7 @@ def _read_code(args: argparse.Namespace, io: Io) -> str:
 
 
 def _outcome(profile: str, p: dict[str, Any], *, why: bool) -> str:
-    line = f"{profile}: {p['state']}, expires in {human(p.get('expires_in_seconds'))}"
+    line = f"{profile}: {p['state']}, expires in {format_duration(p.get('expires_in_seconds'))}"
     if why and p.get("waiting_for"):
         line += f"; waiting for {p['waiting_for']}"
     elif why and p.get("error"):

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from credd.aws.config import CHAIN_CAP, parse_duration
+from credd.durations import format_duration
 from credd.errors import LifetimeUnavailable, RequestError
 from credd.models import Credentials
 from credd.plan.nodes import Kind, Node, Plan
@@ -49,12 +50,8 @@ class Longest:
         return {"seconds": self.seconds, "why": self.why}
 
 
-def hours(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{int(seconds)} s"
+#: kept for credd.manager's refresh reason; new code uses credd.durations.format_duration
+hours = format_duration
 
 
 def parse_min_lifetime(text: str, source: str = HEADER) -> timedelta:
@@ -78,14 +75,16 @@ def longest(plan: Plan, observed: timedelta | None = None) -> Longest:
     if node.kind is Kind.SESSION:
         return Longest(
             node.duration,
-            f"credd_session_duration of {node.base!r} is {hours(node.duration)} "
+            f"credd_session_duration of {node.base!r} is {format_duration(node.duration)} "
             "(STS allows up to 36 h)",
         )
     if node.kind is Kind.SSO:
         if observed is None:
             return Longest(None, "the permission set's session duration (not seen yet)")
         seconds = int(observed.total_seconds())
-        return Longest(seconds, f"the permission set's session duration is {hours(seconds)}")
+        return Longest(
+            seconds, f"the permission set's session duration is {format_duration(seconds)}"
+        )
     return _role(node)
 
 
@@ -95,12 +94,15 @@ def _role(node: Node) -> Longest:
         if node.duration >= CHAIN_CAP:
             why = "role chaining (a role assumed from session or role credentials) is capped at 1 h"
         else:
-            why = f"duration_seconds is {hours(node.duration)} (role chaining allows up to 1 h)"
+            why = (
+                f"duration_seconds is {format_duration(node.duration)} (role chaining allows up "
+                "to 1 h)"
+            )
         return Longest(cap, why)
     return Longest(
         node.duration,
-        f"duration_seconds is {hours(node.duration)} (up to the role's MaxSessionDuration, 12 h "
-        "at most)",
+        f"duration_seconds is {format_duration(node.duration)} (up to the role's "
+        "MaxSessionDuration, 12 h at most)",
     )
 
 
@@ -113,12 +115,12 @@ def check_possible(
 ) -> None:
     """Raise ``LifetimeUnavailable`` when no refresh can give ``min_left``: beyond the source's
     limit, or only a person could start the refresh (``needs_person``: what they would run)."""
-    want = hours(min_left.total_seconds())
+    want = format_duration(min_left.total_seconds())
     if limit.seconds is not None and limit.seconds < min_left.total_seconds():
         raise LifetimeUnavailable(
             f"{profile!r} cannot give credentials lasting {want}: at most "
-            f"{hours(limit.seconds)}, because {limit.why}",
-            hint=f"ask for {hours(limit.seconds)} or less, or change the profile "
+            f"{format_duration(limit.seconds)}, because {limit.why}",
+            hint=f"ask for {format_duration(limit.seconds)} or less, or change the profile "
             "(docs/imds.md#the-lifetime-guard)",
         )
     if needs_person is not None:
@@ -132,8 +134,8 @@ def short(profile: str, creds: Credentials, now: datetime, min_left: timedelta) 
     """The error when even fresh credentials end too soon."""
     left = (creds.expiration - now).total_seconds() if creds.expiration else 0
     return LifetimeUnavailable(
-        f"{profile!r}: fresh credentials last {hours(max(left, 0))}, less than the "
-        f"{hours(min_left.total_seconds())} asked for",
+        f"{profile!r}: fresh credentials last {format_duration(max(left, 0))}, less than the "
+        f"{format_duration(min_left.total_seconds())} asked for",
         hint="ask for less: the source gives no more",
     )
 

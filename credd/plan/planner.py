@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from credd.aws.config import CHAIN_CAP, AwsConfig, ManagedProfile, profile_settings
+from credd.durations import format_duration
 from credd.errors import ConfigError
 from credd.plan.nodes import CodeSourceName, Kind, Node, Plan
 
@@ -66,14 +67,6 @@ def decided_once(code_source_of: CodeSourceOf) -> CodeSourceOf:
         return answers[profile.name]
 
     return ask
-
-
-def _hours(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
 _SOURCES = {
@@ -125,12 +118,12 @@ def _describe(node: Node, code_source: CodeSourceName | None) -> str:
     if node.kind is Kind.WEB_IDENTITY and node.profile.role is not None:
         return (
             f"AssumeRoleWithWebIdentity {node.profile.role.role_arn} for "
-            f"{_hours(node.duration)} with the token in "
+            f"{format_duration(node.duration)} with the token in "
             f"{node.profile.role.web_identity_token_file} (re-read at every refresh)"
         )
     if node.kind is Kind.SESSION:
         return (
-            f"MFA session of {node.base!r} (GetSessionToken, {_hours(node.duration)}, "
+            f"MFA session of {node.base!r} (GetSessionToken, {format_duration(node.duration)}, "
             f"codes from {codes})"
         )
     return _describe_role(node, codes)
@@ -150,7 +143,7 @@ def _describe_role(node: Node, codes: str) -> str:
         how = "from that MFA session (no code needed; capped at 1 h)"
     else:
         how = f"from the role session of {node.parent.profile.name!r} (chained: capped at 1 h)"
-    return f"AssumeRole {arn} for {_hours(node.duration)} {how}"
+    return f"AssumeRole {arn} for {format_duration(node.duration)} {how}"
 
 
 def _settings(config: AwsConfig, name: str, chain: list[str]) -> ManagedProfile:
