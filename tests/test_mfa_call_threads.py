@@ -15,7 +15,7 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from credd.mfa import CodeLedger
+from credd.sources.mfa import CodeLedger
 from credd.sources.mfa_call import send_code
 from credd.testing.clock import FakeClock
 
