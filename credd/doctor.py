@@ -275,6 +275,7 @@ def check_key_ages(store: SecretStore, clock: Clock) -> list[Check]:
     from credd.actions.rotation import DEFAULT_WARN_AGE, key_ages
 
     checks = []
+
     def has_keys(profile: str) -> bool:
         try:
             return store.get_long_term_keys(profile) is not None

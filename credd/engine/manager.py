@@ -37,6 +37,7 @@ from typing import Any
 from credd import __version__
 from credd.aws.config import AwsConfig, ManagedProfile
 from credd.clock import Clock, isoformat_z
+from credd.durations import format_duration
 from credd.engine.forget import forget
 from credd.engine.persist import Persist
 from credd.engine.refresh import WAIT_FOR_PARENT, Refresher, safe_flag, still_valid
@@ -183,7 +184,7 @@ class Manager:
         person = plan.target.with_code and not safe_flag(lambda: entry.source.unattended)
         needs = f"credd mfa {plan.target.base}" if person else None
         lifetime.check_possible(profile, longest(plan, entry.snap), min_left, needs_person=needs)
-        why = f"a caller needs {lifetime.hours(min_left.total_seconds())} left"
+        why = f"a caller needs {format_duration(min_left.total_seconds())} left"
         self._refresher.wait(self._refresher.start(entry, why))
         creds = self.credentials(profile)
         if lifetime.lasts(creds, self._clock.now(), min_left):

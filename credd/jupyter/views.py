@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from credd.durations import format_duration
+
 #: states in which the profile waits for a person, and the action that unblocks it
 PERSON_STATES = {"needs_mfa": "mfa_code", "login_required": "sso_login"}
 _ACTIONS = {"mfa": "mfa_code", "login": "sso_login"}
@@ -24,15 +26,6 @@ def _text(value: Any) -> str | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _human(seconds: int) -> str:
-    sign, s = ("-" if seconds < 0 else ""), abs(seconds)
-    if s >= 3600:
-        return f"{sign}{s // 3600}h{(s % 3600) // 60:02d}m"
-    if s >= 60:
-        return f"{sign}{s // 60}m{s % 60:02d}s"
-    return f"{sign}{s}s"
 
 
 def _person(
@@ -61,8 +54,8 @@ def _message(state: str, p: Mapping[str, Any], error: Mapping[str, Any]) -> str:
     left = _int(p.get("expires_in_seconds"))
     if state == "fresh" and left is not None:
         nxt = _int(p.get("next_refresh_in_seconds"))
-        return f"fresh: {_human(left)} left" + (
-            f", next refresh in {_human(nxt)}" if nxt is not None and nxt > 0 else ""
+        return f"fresh: {format_duration(left)} left" + (
+            f", next refresh in {format_duration(nxt)}" if nxt is not None and nxt > 0 else ""
         )
     return state.replace("_", " ")
 

@@ -51,7 +51,6 @@ class Longest:
 
 
 #: kept for credd.manager's refresh reason; new code uses credd.durations.format_duration
-hours = format_duration
 
 
 def parse_min_lifetime(text: str, source: str = HEADER) -> timedelta:
