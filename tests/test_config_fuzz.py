@@ -35,7 +35,7 @@ from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.keyring import KeyringEnv
 
 SOAK = os.environ.get("CREDD_SOAK") == "1"
-IN_PROCESS = 1000 if SOAK else 100
+IN_PROCESS = 1000 if SOAK else 40  # ~1 s each on a loaded machine (keyring look-ups)
 THROUGH_SIGHUP = 100 if SOAK else 5
 #: sections in a "huge" file: each managed profile costs a keyring look-up in ``status``
 HUGE = [2000, 5000] if SOAK else [100]

@@ -40,7 +40,7 @@ def test_every_tool_family_reads_s3_through_imds_across_rotations(
     daemons: DaemonFactory, tmp_path: Path
 ) -> None:
     sandbox = daemons.sandbox
-    sandbox.admin.set_min_duration(30)  # sandbox-only: 30 s role sessions
+    sandbox.admin.set_min_duration(20)  # sandbox-only: 20 s role sessions
     user, dev = sandbox.new_user_with_mfa("imds")
     remember(user.secret_access_key, dev.seed)
     daemons.store.set_long_term_keys("user", user.access_key_id, user.secret_access_key)
@@ -48,10 +48,10 @@ def test_every_tool_family_reads_s3_through_imds_across_rotations(
     role = sandbox.admin.create_role(f"geo-{user.name}", trusted=[user.arn], mfa_required=True)
     daemons.write_config(
         "[profile user]\nregion = us-east-1\nservices = sandbox\ncredd = true\n"
-        f"[profile geo]\nrole_arn = {role.arn}\nsource_profile = user\nduration_seconds = 30\n"
+        f"[profile geo]\nrole_arn = {role.arn}\nsource_profile = user\nduration_seconds = 20\n"
         "credd = true\nregion = us-east-1\nservices = sandbox\n"
     )
-    d = daemons.start(CREDD_MIN_SESSION_SECONDS="30")
+    d = daemons.start(CREDD_MIN_SESSION_SECONDS="20")
     d.wait_state("geo", "fresh")
     # the data: a COG and a Parquet file, put there with credd's session credentials
     creds = d.get("geo")
@@ -74,7 +74,7 @@ def test_every_tool_family_reads_s3_through_imds_across_rotations(
     done = subprocess.run(
         [sys.executable, "-m", "credd.cli", "exec", "--imds", "geo", "--",
          sys.executable, str(PROGRAMS / "imds_tools.py"), "--endpoint", sandbox.endpoint,
-         "--bucket", bucket, "--sessions", "4"],
+         "--bucket", bucket, "--sessions", "4", "--cli-every", "3"],
         env=daemons.env(), capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -19,7 +19,7 @@ PROGRAMS = Path(__file__).parent / "programs"
 @pytest.mark.timeout(300)
 def test_subscriber_and_uploader_survive_five_rotations(daemons: DaemonFactory) -> None:
     sandbox = daemons.sandbox
-    sandbox.admin.set_min_duration(30)  # sandbox-only: 30 s role sessions, rotating every ~15 s
+    sandbox.admin.set_min_duration(20)  # sandbox-only: 20 s role sessions, rotating every ~10 s
     user, dev = sandbox.new_user_with_mfa("runner")
     remember(user.secret_access_key, dev.seed)
     daemons.store.set_long_term_keys("user", user.access_key_id, user.secret_access_key)
@@ -28,12 +28,12 @@ def test_subscriber_and_uploader_survive_five_rotations(daemons: DaemonFactory) 
     sock = daemons.home / "run" / "credd.sock"
     daemons.write_config(
         "[profile user]\nregion = us-east-1\nservices = sandbox\ncredd = true\n"
-        f"[profile worker]\nrole_arn = {role.arn}\nsource_profile = user\nduration_seconds = 30\n"
+        f"[profile worker]\nrole_arn = {role.arn}\nsource_profile = user\nduration_seconds = 20\n"
         "credd = true\nregion = us-east-1\nservices = sandbox\n"
         "[profile app]\nregion = us-east-1\nservices = sandbox\n"
         f"credential_process = {sys.executable} -m credd.cli get worker --socket {sock}\n"
     )
-    d = daemons.start(CREDD_MIN_SESSION_SECONDS="30")
+    d = daemons.start(CREDD_MIN_SESSION_SECONDS="20")
     d.wait_state("worker", "fresh")
     env = daemons.env()
     procs = {

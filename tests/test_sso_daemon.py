@@ -339,7 +339,8 @@ def test_seed_000_notebook_and_upload_loop_across_token_and_role_expiry(
     daemons: DaemonFactory,
 ) -> None:
     """s3fs on credd's aiobotocore session, and a multipart upload loop through
-    credential_process, while 2-minute access tokens and 1-minute role credentials expire."""
+    credential_process, while 40-second access tokens and 20-second role credentials expire
+    (sandbox-only lifetimes; the daemon renews each at half its life)."""
     import time
 
     import s3fs
@@ -347,11 +348,11 @@ def test_seed_000_notebook_and_upload_loop_across_token_and_role_expiry(
     from credd import client as credd_client
 
     admin = daemons.sandbox.admin
-    admin.set_min_duration(60)
-    admin.set_sso_settings(access_token_seconds=120)
+    admin.set_min_duration(20)
+    admin.set_sso_settings(access_token_seconds=40)
     instance = admin.create_sso_instance(region="us-east-1")
     user = admin.create_sso_user(unique_name("nb"), start_url=instance)
-    admin.assign_sso_role(user, "Reader", start_url=instance, session_duration=60)
+    admin.assign_sso_role(user, "Reader", start_url=instance, session_duration=20)
     sock = daemons.home / "run" / "credd.sock"
     (daemons.aws / "config").write_text(
         sso_config(daemons.sandbox.endpoint, instance.start_url)
@@ -363,7 +364,7 @@ def test_seed_000_notebook_and_upload_loop_across_token_and_role_expiry(
         instance.start_url,
         user,
         daemons.home / ".aws" / "sso" / "cache",
-        timedelta(seconds=120),
+        timedelta(seconds=40),
     )
     d = daemons.start()
     d.wait_state("dev", "fresh")
@@ -400,7 +401,7 @@ def test_seed_000_notebook_and_upload_loop_across_token_and_role_expiry(
         except Exception as exc:
             failures += 1
             print("s3fs failure:", type(exc).__name__, exc)
-        time.sleep(1)
+        time.sleep(0.5)  # a notebook's pace between cells
     out, _ = uploader.communicate(timeout=120)
     summary = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
     assert failures == 0 and reads >= 20
