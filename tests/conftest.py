@@ -1,5 +1,11 @@
 """Shared test set-up.
 
+The level of a test is its folder: ``tests/unit/`` (one process, pure logic and in-process
+servers), ``tests/integration/`` (real processes: the daemon, the sandbox, gnome-keyring,
+OpenBao, the AWS CLI) and ``tests/sandbox/`` (the sandbox's own tests). Every test under
+``integration/``, and any other test that uses a real-process fixture, gets the ``integration``
+marker here, so ``make unit`` (``-m "not integration"``) runs without starting any of them.
+
 Every test runs with a scrubbed environment: no ``AWS_*`` or ``CREDD_*`` variables, and
 ``HOME``/``XDG_*`` pointing into the test's own temp dir, so nothing touches the real AWS files.
 Area fixtures live in ``tests/fixtures/<area>.py``.
@@ -21,6 +27,27 @@ pytest_plugins = [
     "tests.fixtures.daemon",
     "tests.fixtures.vault",
 ]
+
+
+#: fixtures that start (or share) a real process
+REAL_PROCESSES = frozenset(
+    {
+        "daemons",
+        "sandbox",
+        "sandbox_clean",
+        "keyring_env",
+        "secret_service",
+        "openbao",
+        "vault_engine",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder == "integration" or REAL_PROCESSES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(autouse=True)
