@@ -48,21 +48,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.parent.name
         if folder == "integration" or REAL_PROCESSES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-    # Files with a long test first (a test declares itself long with a larger timeout): under
-    # pytest-xdist they then start at once on every worker instead of last, so the run does not
-    # end with one worker alone on a three-minute test. Files stay whole (module fixtures) and
-    # in their order otherwise; inside a file, the long tests first.
-    longest: dict[Path, float] = {}
-    first: dict[Path, int] = {}
-    for index, item in enumerate(items):
-        longest[item.path] = max(longest.get(item.path, 0.0), declared_timeout(item))
-        first.setdefault(item.path, index)
-    items.sort(key=lambda i: (-longest[i.path], first[i.path], -declared_timeout(i)))
-
-
-def declared_timeout(item: pytest.Item) -> float:
-    marker = item.get_closest_marker("timeout")
-    return float(marker.args[0]) if marker is not None and marker.args else 0.0
 
 
 @pytest.fixture(autouse=True)
