@@ -3,7 +3,7 @@
 ``credd get`` is dispatched before anything else is imported (no argparse, no boto3): it is
 what ``credential_process`` runs on every SDK refresh, so it starts at interpreter speed.
 Nothing else is imported here (not even ``__future__``): ``credd.cli`` is on that path too,
-and tests/test_getcmd.py pins what it loads. ``python -m credd.cli`` runs ``__main__.py``.
+and tests/unit/test_getcmd.py pins what it loads. ``python -m credd.cli`` runs ``__main__.py``.
 """
 
 import sys

@@ -3,8 +3,8 @@
 :class:`State` names what a node is doing; its values are the strings ``status`` shows and the
 socket sends (:data:`credd.models.STATES`). The transitions are pure functions of the outcome of
 a refresh, the node's counters and the clock: no locks, no threads, no I/O. The manager applies
-what they return (:class:`Change`) to its entry; ``tests/test_engine_state.py`` pins them with a
-table.
+what they return (:class:`Change`) to its entry; ``tests/unit/test_engine_state.py`` pins them
+with a table.
 
 - success: ``fresh``, counters reset;
 - a person must act (:class:`~credd.errors.NeedsPerson`): ``needs_mfa`` / ``login_required``,

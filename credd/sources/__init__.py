@@ -178,7 +178,7 @@ def _role(node: Node, needs: _Needs) -> tuple[Source, str]:
     return source, f"sts:AssumeRole for {node.duration} s from {origin}"
 
 
-#: One builder per node kind (tests/test_plan_nodes.py checks that none is missing).
+#: One builder per node kind (tests/unit/test_plan_nodes.py checks that none is missing).
 _BUILDERS: dict[Kind, Callable[[Node, _Needs], tuple[Source, str]]] = {
     Kind.SSO_TOKEN: _sso_token,
     Kind.SSO: _sso,

@@ -35,7 +35,7 @@ from tests.fixtures.browser import Browser, need_chromium
 from tests.fixtures.daemon import LOG_FILES, assert_no_secret, remember
 from tests.fixtures.jupyter import JupyterServer
 from tests.fixtures.sandbox import SandboxHandle, unique_name
-from tests.test_sso_daemon import cli_login
+from tests.integration.test_sso_daemon import cli_login
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("jupyterlab")]
 
