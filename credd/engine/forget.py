@@ -6,7 +6,7 @@ import logging
 
 from credd.engine.entry import ProfileRef
 from credd.engine.refresh import Refresher
-from credd.engine.reload import remove_file_section
+from credd.engine.reload import remove_file_sections
 from credd.engine.state import State
 from credd.engine.table import Table
 
@@ -50,6 +50,6 @@ def forget(table: Table, refresher: Refresher, chosen: ProfileRef | None) -> dic
             done["saved"].append(key)
     for ref in refs.values():
         if ref.plan is not None:
-            done["file_sections"] += remove_file_section(refresher, ref.plan.target.profile)
+            done["file_sections"] += remove_file_sections(refresher, [ref.plan.target.profile])
     log.info("forgot %s: %s", chosen.name if chosen else "every profile", done)
     return done

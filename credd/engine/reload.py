@@ -8,7 +8,7 @@ under the exclusive side of the table's commit lock, so no refresh outcome inter
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from credd.aws.config import AwsConfig, ManagedProfile
@@ -96,6 +96,7 @@ class Adopter:
         profiles: dict[str, ProfileRef],
         nodes: dict[str, Entry],
     ) -> None:
+        stale: list[ManagedProfile] = []
         for name, ref in old_profiles.items():
             if ref.plan is None:
                 continue
@@ -103,7 +104,8 @@ class Adopter:
             target = nodes.get(new.plan.target.key) if new and new.plan else None
             if target is None or (old.get(target.key) is not target and target.snap.creds is None):
                 # removed, or its settings changed: what the file holds is the old settings'
-                remove_file_section(self._refresher, ref.plan.target.profile)
+                stale.append(ref.plan.target.profile)
+        remove_file_sections(self._refresher, stale)
 
     def _restore_saved(self, old: dict[str, Entry], nodes: dict[str, Entry]) -> list[Entry]:
         """Drop saved sessions of changed/removed nodes; restore those of new nodes."""
@@ -130,13 +132,16 @@ class Adopter:
         return self._refresher.servable(creds, issued)
 
 
-def remove_file_section(refresher: Refresher, prof: ManagedProfile) -> list[str]:
-    """Remove credd's section of ``prof`` from the credentials file; what was removed."""
+def remove_file_sections(refresher: Refresher, profs: Sequence[ManagedProfile]) -> list[str]:
+    """Remove credd's sections of ``profs`` from the credentials file in one rewrite; what was
+    removed."""
     writer = refresher.writer
-    if writer is None or prof.file_profile is None:
+    wanted = {p.file_profile: p.name for p in profs if p.file_profile is not None}
+    if writer is None or not wanted:
         return []
     try:
-        return writer.remove([prof.file_profile], owner=prof.name)
+        return writer.remove_owned(wanted)
     except CreddError as exc:
-        log.warning("profile %s: could not remove its file section: %s", prof.name, exc)
+        names = ", ".join(sorted(p.name for p in profs))
+        log.warning("profiles %s: could not remove their file sections: %s", names, exc)
         return []

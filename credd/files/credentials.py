@@ -273,7 +273,12 @@ class CredentialsFileWriter:
 
         Sections credd does not own, and missing ones, are skipped. Returns the removed names.
         """
-        wanted = set(sections)
+        return self.remove_owned({name: owner for name in sections})
+
+    def remove_owned(self, wanted: Mapping[str, str | None]) -> list[str]:
+        """Remove each credd-owned section named in ``wanted`` in one rewrite, only when its
+        owner is the one given (``None``: any owner). A reload that drops 1,000 profiles is one
+        locked rewrite, not 1,000. Returns the removed names."""
         removed: list[str] = []
         if not wanted or not self.path.resolve().exists():
             return removed
@@ -290,7 +295,7 @@ class CredentialsFileWriter:
                     isinstance(block, Section)
                     and block.name in wanted
                     and sec_owner is not None
-                    and (owner is None or sec_owner == owner)
+                    and wanted[block.name] in (None, sec_owner)
                 ):
                     removed.append(block.name)
                     _, trailing = split_section(block)

@@ -75,7 +75,7 @@ def test_aws_calls_go_on_while_refreshes_wait_for_the_credentials_file(
         endpoint=EndpointSettings.resolve(disabled=True, environ=environ),
     )
     release = threading.Event()
-    writer = daemon.manager._writer
+    writer = daemon.manager._refresher.writer
     assert writer is not None
     writer.before_commit = lambda _path: release.wait(120)  # the file's commit is held
     admin = sandbox_clean.admin

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,7 @@ from credd.errors import (
     NotReady,
     ProfileNotManaged,
 )
+from credd.files.credentials import CredentialsFileWriter
 from credd.models import Credentials
 from credd.plan.planner import Node
 from credd.testing.clock import FakeClock
@@ -318,3 +321,35 @@ def test_policy_leads() -> None:
     delays = [policy.backoff(n).total_seconds() for n in range(1, 20)]
     assert all(d <= policy.backoff_cap.total_seconds() for d in delays)
     assert delays[0] <= 5 and delays[-1] >= policy.backoff_cap.total_seconds() / 2
+
+
+def test_a_reload_that_drops_many_profiles_rewrites_the_file_once(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    """Dropping N profiles removed their credentials-file sections one locked rewrite at a time
+    (a 1,000-hop config fuzz case spent 66 s there); now it is one rewrite for all of them."""
+    names = [f"p{i}" for i in range(20)]
+    sources = {n: ScriptedSource(clock, 12 * HOUR) for n in names}
+    writer = CredentialsFileWriter(tmp_path / "credentials", clock=clock)
+    scheduler = ManualScheduler(clock)
+    manager = Manager(
+        source_factory=lambda node: sources[node.profile.name],
+        scheduler=scheduler,
+        clock=clock,
+        writer=writer,
+    )
+    filed = {n: replace(profile(n), file_profile=f"{n}-credd") for n in names}
+    manager.load(AwsConfig(profiles={}, managed=filed, broken={}))
+    manager.start()
+    scheduler.run_for(1)
+    text = writer.path.read_text()
+    assert all(f"[{n}-credd]" in text for n in names)
+    commits: list[Path] = []
+    writer.before_commit = commits.append
+    keep = {"p0": filed["p0"]}
+    manager.load(AwsConfig(profiles={}, managed=keep, broken={}))
+    text = writer.path.read_text()
+    assert "[p0-credd]" in text
+    assert not any(f"[{n}-credd]" in text for n in names[1:])
+    assert len(commits) == 1, f"{len(commits)} rewrites to drop {len(names) - 1} sections"
+    manager.stop()
